@@ -1,0 +1,17 @@
+//! `clemhost models` (not written yet).
+
+use crate::cli::GlobalArgs;
+use crate::error::{Error, Exit, Result};
+use clap::Subcommand;
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Not written yet.
+    List,
+}
+
+/// Runs the command.
+pub fn run(_global: &GlobalArgs, _cmd: &ModelsCommand) -> Result<Exit> {
+    Err(Error::msg("this command is not written yet"))
+}

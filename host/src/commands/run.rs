@@ -1,0 +1,14 @@
+//! `clemhost run` (not written yet).
+
+use crate::cli::GlobalArgs;
+use crate::error::{Error, Exit, Result};
+use clap::Args;
+
+/// Options of this command.
+#[derive(Debug, Args)]
+pub struct RunArgs {}
+
+/// Runs the command.
+pub fn run(_global: &GlobalArgs, _args: &RunArgs) -> Result<Exit> {
+    Err(Error::msg("this command is not written yet"))
+}

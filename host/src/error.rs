@@ -1,0 +1,68 @@
+//! The host's error type and its exit codes (owned by `main` in one place).
+
+use std::fmt;
+
+/// How `clemhost` ends. `main` maps these to process exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything worked.
+    Success = 0,
+    /// An error stopped the command (bad input, missing plugin or key, I/O).
+    Failure = 1,
+    /// The command line was wrong (clap uses 2 as well).
+    Usage = 2,
+    /// A chat template raised an error (`template render`).
+    TemplateRaised = 3,
+    /// The run finished, but at least one episode failed (see its error.json).
+    EpisodesFailed = 4,
+    /// A check (`check-hf`, `doctor`) found a failure.
+    CheckFailed = 5,
+}
+
+/// An error that ends a command: a message for the user and an exit code.
+#[derive(Debug)]
+pub struct Error {
+    /// How the process should exit.
+    pub exit: Exit,
+    /// What went wrong and what to do; printed on stderr.
+    pub message: String,
+}
+
+impl Error {
+    /// A general failure (exit 1).
+    pub fn msg(message: impl Into<String>) -> Self {
+        Error {
+            exit: Exit::Failure,
+            message: message.into(),
+        }
+    }
+
+    /// A failure with a specific exit code.
+    pub fn with_exit(exit: Exit, message: impl Into<String>) -> Self {
+        Error {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of a command.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Describes a JSON parse error with the file, line and column, and what to do.
+pub fn json_error(path: &std::path::Path, e: &serde_json::Error, what: &str) -> Error {
+    Error::msg(format!(
+        "{}:{}:{}: {what} is not valid JSON: {e}; fix the file and run again",
+        path.display(),
+        e.line(),
+        e.column()
+    ))
+}

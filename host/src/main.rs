@@ -1,0 +1,47 @@
+use clap::Parser;
+use clemhost::cli::{Cli, Command};
+use clemhost::commands;
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Logs go to stderr: stdout carries the commands' output (tables, JSON, prompts).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let g = &cli.global;
+    let outcome = match &cli.command {
+        Command::Plugins(c) => commands::plugins::run(g, c),
+        Command::Models(c) => commands::models::run(g, c),
+        Command::Keys(c) => commands::keys::run(g, c),
+        Command::Run(a) => commands::run::run(g, a),
+        Command::Score(a) => commands::score::run(g, a),
+        Command::Eval(a) => commands::eval::run(g, a),
+        Command::Transcribe(a) => commands::transcribe::run(g, a),
+        Command::Template(c) => commands::template::run(g, c),
+        Command::CheckHf(a) => commands::check_hf::run(g, a),
+        Command::Doctor(a) => commands::doctor::run(g, a),
+        Command::Probe { file } => commands::plugins::probe(file),
+    };
+    let exit = match outcome {
+        Ok(exit) => exit,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            e.exit
+        }
+    };
+    std::process::ExitCode::from(exit as u8)
+}
