@@ -1,0 +1,1 @@
+//! Tests of this topic (not written yet).

@@ -1,0 +1,10 @@
+//! The host's integration tests: one binary, one module per topic. Each
+//! test runs the real `clemhost` executable as a user would.
+
+mod util;
+
+mod keys;
+mod plugins;
+mod registry;
+mod run;
+mod template;
