@@ -144,8 +144,12 @@ pub type CreateModelFn =
 /// Runs one generation: [`crate::GenerateRequest`] JSON in, [`crate::Generation`]
 /// JSON (or an error) out. `cancel` stays valid for the whole call; may be
 /// called from several threads at once when the manifest says so.
-pub type GenerateFn =
-    extern "C" fn(model: *mut c_void, request: Str, cancel: *const AtomicU8, out: *mut PluginBuf) -> Status;
+pub type GenerateFn = extern "C" fn(
+    model: *mut c_void,
+    request: Str,
+    cancel: *const AtomicU8,
+    out: *mut PluginBuf,
+) -> Status;
 /// Releases a model handle. Called once, after every `generate` on it returned.
 pub type DestroyModelFn = extern "C" fn(model: *mut c_void);
 /// Releases a buffer that this plugin allocated.

@@ -1,7 +1,9 @@
 //! The plain Rust trait a plugin author implements.
 
 use crate::abi::CANCEL_NONE;
-use crate::protocol::{BackendError, Capabilities, ErrorKind, GenerateRequest, Generation, ModelConfig};
+use crate::protocol::{
+    BackendError, Capabilities, ErrorKind, GenerateRequest, Generation, ModelConfig,
+};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
@@ -94,7 +96,10 @@ impl<'a> Ctx<'a> {
     /// `Err(cancelled)` or `Err(timeout)` when the call should stop now.
     pub fn check(&self) -> Result<(), BackendError> {
         if self.is_cancelled() {
-            return Err(BackendError::new(ErrorKind::Cancelled, "cancelled by the host"));
+            return Err(BackendError::new(
+                ErrorKind::Cancelled,
+                "cancelled by the host",
+            ));
         }
         if let Some(d) = self.deadline {
             if Instant::now() >= d {

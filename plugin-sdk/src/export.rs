@@ -103,7 +103,11 @@ fn write_error(out: *mut PluginBuf, err: &BackendError) -> Status {
 fn panic_error(what: &str, payload: &(dyn std::any::Any + Send)) -> BackendError {
     BackendError::new(
         ErrorKind::Panic,
-        format!("plugin {} panicked in {what}: {}", plugin_name(), panic_message(payload)),
+        format!(
+            "plugin {} panicked in {what}: {}",
+            plugin_name(),
+            panic_message(payload)
+        ),
     )
 }
 
@@ -115,7 +119,11 @@ pub fn manifest_of<B: Backend>() -> Manifest {
     });
     let info = B::info();
     let backends = if info.backends.is_empty() {
-        vec![ident.name.strip_suffix("_api").unwrap_or(ident.name).to_string()]
+        vec![ident
+            .name
+            .strip_suffix("_api")
+            .unwrap_or(ident.name)
+            .to_string()]
     } else {
         info.backends
     };
@@ -126,7 +134,12 @@ pub fn manifest_of<B: Backend>() -> Manifest {
         abi_version: ABI_VERSION,
         backends,
         description: info.description,
-        panic_strategy: if cfg!(panic = "unwind") { "unwind" } else { "abort" }.to_string(),
+        panic_strategy: if cfg!(panic = "unwind") {
+            "unwind"
+        } else {
+            "abort"
+        }
+        .to_string(),
         capabilities: info.capabilities,
     }
 }
@@ -182,7 +195,10 @@ extern "C" fn shim_generate<B: Backend>(
     out: *mut PluginBuf,
 ) -> Status {
     if model.is_null() {
-        return write_error(out, &BackendError::internal("generate called on a null model"));
+        return write_error(
+            out,
+            &BackendError::internal("generate called on a null model"),
+        );
     }
     // SAFETY: model came from shim_create_model::<B> and is not destroyed while calls run
     // (the host's contract); only shared references are taken.
@@ -247,7 +263,8 @@ extern "C" fn shim_free_buf(buf: PluginBuf) {
 macro_rules! export_backend {
     ($backend:ty) => {
         #[doc(hidden)]
-        static __CLEMHOST_PLUGIN_API: $crate::abi::PluginApi = $crate::export::plugin_api::<$backend>();
+        static __CLEMHOST_PLUGIN_API: $crate::abi::PluginApi =
+            $crate::export::plugin_api::<$backend>();
 
         /// The plugin's entry symbol (ABI v1).
         ///

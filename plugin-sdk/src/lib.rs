@@ -40,12 +40,12 @@
 pub mod abi;
 mod backend;
 pub mod export;
+#[cfg(feature = "host")]
+pub mod host;
 mod logging;
 pub mod protocol;
 #[cfg(feature = "tokio")]
 mod runtime;
-#[cfg(feature = "host")]
-pub mod host;
 
 pub use backend::{Backend, BackendInfo, Ctx};
 pub use protocol::{

@@ -95,7 +95,10 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// The entry's `model_name`, or `""`.
     pub fn model_name(&self) -> &str {
-        self.spec.get("model_name").and_then(Value::as_str).unwrap_or("")
+        self.spec
+            .get("model_name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 
     /// The entry's `model_config` object (empty when absent).

@@ -5,6 +5,7 @@ pub mod doctor;
 pub mod eval;
 pub mod keys;
 pub mod models;
+pub mod plugin_template;
 pub mod plugins;
 pub mod run;
 pub mod score;

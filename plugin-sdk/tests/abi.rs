@@ -1,0 +1,286 @@
+//! The SDK's own tests: the frozen `#[repr(C)]` layouts, the JSON protocol,
+//! and the hostile plugin driven through the real loader.
+
+use clemhost_plugin_sdk::abi::*;
+use clemhost_plugin_sdk::host::{LoadError, Plugin};
+use clemhost_plugin_sdk::*;
+use std::mem::{align_of, offset_of, size_of};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU8;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// ABI v1 as shipped, on 64-bit targets. A change here breaks every plugin
+/// built so far: grow the tables at the end and bump nothing, or bump
+/// ABI_VERSION and the entry symbol.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn repr_c_layouts_are_frozen() {
+    assert_eq!((size_of::<Str>(), align_of::<Str>()), (16, 8));
+    assert_eq!((offset_of!(Str, ptr), offset_of!(Str, len)), (0, 8));
+    assert_eq!(size_of::<PluginBuf>(), 24);
+    assert_eq!(
+        (
+            offset_of!(PluginBuf, ptr),
+            offset_of!(PluginBuf, len),
+            offset_of!(PluginBuf, cap)
+        ),
+        (0, 8, 16)
+    );
+    assert_eq!(size_of::<HostApi>(), 24);
+    assert_eq!(
+        (
+            offset_of!(HostApi, struct_size),
+            offset_of!(HostApi, abi_version),
+            offset_of!(HostApi, max_log_level),
+            offset_of!(HostApi, log)
+        ),
+        (0, 8, 12, 16)
+    );
+    assert_eq!(size_of::<PluginApi>(), 56);
+    assert_eq!(
+        (
+            offset_of!(PluginApi, struct_size),
+            offset_of!(PluginApi, abi_version),
+            offset_of!(PluginApi, manifest),
+            offset_of!(PluginApi, create_model),
+            offset_of!(PluginApi, generate),
+            offset_of!(PluginApi, destroy_model),
+            offset_of!(PluginApi, free_buf)
+        ),
+        (0, 8, 16, 24, 32, 40, 48)
+    );
+    assert_eq!(ENTRY_SYMBOL, b"clemhost_plugin_v1\0");
+    assert_eq!(ABI_PROBE_SYMBOL, b"clemhost_plugin_abi_version\0");
+    assert_eq!((STATUS_OK, STATUS_ERR, STATUS_PANIC), (0, 1, 2));
+}
+
+#[test]
+fn protocol_reads_older_and_newer_json() {
+    // A newer plugin may send fields and error kinds this SDK does not know.
+    let e: BackendError =
+        serde_json::from_str(r#"{"kind":"quota_exhausted","message":"m","future":1}"#).unwrap();
+    assert_eq!(e.kind, ErrorKind::Unknown);
+    let g: Generation = serde_json::from_str(r#"{"text":"hi","new_field":[1]}"#).unwrap();
+    assert_eq!(g.text, "hi");
+    // An older plugin may leave optional fields out.
+    let m: Manifest = serde_json::from_str(r#"{"name":"x_api"}"#).unwrap();
+    assert_eq!(m.capabilities, Capabilities::default());
+    let a: GenArgs = serde_json::from_str(r#"{"temperature":0.5,"top_p":0.9}"#).unwrap();
+    assert_eq!((a.temperature, a.max_tokens), (0.5, 300));
+    assert_eq!(a.extra["top_p"], 0.9);
+    let msg: Message =
+        serde_json::from_str(r#"{"role":"user","content":"c","image":["a.png"]}"#).unwrap();
+    assert_eq!(
+        serde_json::to_string(&msg).unwrap(),
+        r#"{"role":"user","content":"c","image":["a.png"]}"#
+    );
+    assert_eq!(
+        serde_json::to_string(&ErrorKind::RateLimited).unwrap(),
+        r#""rate_limited""#
+    );
+    assert!(ErrorKind::RateLimited.is_retryable() && !ErrorKind::Auth.is_retryable());
+}
+
+/// The directory the workspace's cdylibs are built into (target/<profile>).
+fn build_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/abi-<hash>
+    exe.parent()
+        .and_then(|d| d.parent())
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+fn plugin_file(name: &str) -> Option<PathBuf> {
+    let p = build_dir().join(format!("lib{name}_api.so"));
+    if p.exists() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is not built; run `cargo build --workspace` first (scripts/test does)",
+            p.display()
+        );
+        None
+    }
+}
+
+fn config(model_config: serde_json::Value) -> ModelConfig {
+    let spec = serde_json::json!({"model_name": "m", "backend": "misbehave", "model_config": model_config});
+    ModelConfig {
+        spec: spec.as_object().unwrap().clone(),
+        ..ModelConfig::default()
+    }
+}
+
+fn request(text: &str) -> GenerateRequest {
+    GenerateRequest {
+        request_id: "r1".into(),
+        messages: vec![Message::new("user", text)],
+        ..GenerateRequest::default()
+    }
+}
+
+#[test]
+fn echo_plugin_round_trip() {
+    let Some(path) = plugin_file("echo") else {
+        return;
+    };
+    let plugin = Plugin::open(&path).expect("echo opens");
+    let m = plugin.manifest();
+    assert_eq!((m.name.as_str(), m.abi_version), ("echo_api", ABI_VERSION));
+    assert_eq!(m.backends, vec!["echo".to_string()]);
+    assert_eq!(m.panic_strategy, "unwind");
+    let model = plugin
+        .create_model(&config(serde_json::json!({})))
+        .expect("model opens");
+    let g = model
+        .generate(&request("hello there"), &AtomicU8::new(0))
+        .unwrap();
+    assert_eq!(g.text, "hello there");
+    assert_eq!(g.response["clem_player"]["response"], "hello there");
+}
+
+#[test]
+fn a_panic_in_generate_is_an_error_and_poisons_only_that_handle() {
+    let Some(path) = plugin_file("misbehave") else {
+        return;
+    };
+    let plugin = Plugin::open(&path).expect("misbehave opens");
+    let bad = plugin
+        .create_model(&config(serde_json::json!({"misbehave": "panic"})))
+        .unwrap();
+    let e = bad.generate(&request("hi"), &AtomicU8::new(0)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Panic);
+    assert!(
+        e.message.contains("asked to panic in generate"),
+        "{}",
+        e.message
+    );
+    let again = bad.generate(&request("hi"), &AtomicU8::new(0)).unwrap_err();
+    assert_eq!(again.kind, ErrorKind::Panic);
+    assert!(again.message.contains("poisoned"), "{}", again.message);
+    // A fresh handle of a well-behaved model works.
+    let good = plugin.create_model(&config(serde_json::json!({}))).unwrap();
+    assert_eq!(
+        good.generate(&request("still here"), &AtomicU8::new(0))
+            .unwrap()
+            .text,
+        "still here"
+    );
+}
+
+#[test]
+fn a_panic_while_opening_a_model_is_an_error() {
+    let Some(path) = plugin_file("misbehave") else {
+        return;
+    };
+    let plugin = Plugin::open(&path).unwrap();
+    let e = plugin
+        .create_model(&config(serde_json::json!({"misbehave": "panic_create"})))
+        .err()
+        .expect("create fails");
+    assert_eq!(e.kind, ErrorKind::Panic);
+}
+
+#[test]
+fn invalid_json_and_oversized_answers_are_typed_errors() {
+    let Some(path) = plugin_file("misbehave") else {
+        return;
+    };
+    let plugin = Plugin::open(&path).unwrap();
+    let bad = plugin
+        .create_model(&config(serde_json::json!({"misbehave": "bad_json"})))
+        .unwrap();
+    let e = bad.generate(&request("hi"), &AtomicU8::new(0)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidResponse);
+    assert!(e.message.contains("invalid JSON"), "{}", e.message);
+    let huge = plugin
+        .create_model(&config(serde_json::json!({"misbehave": "huge"})))
+        .unwrap();
+    let e = huge
+        .generate(&request("hi"), &AtomicU8::new(0))
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidResponse);
+    assert!(e.message.contains("more than the limit"), "{}", e.message);
+}
+
+#[test]
+fn typed_errors_cross_the_boundary() {
+    let Some(path) = plugin_file("misbehave") else {
+        return;
+    };
+    let plugin = Plugin::open(&path).unwrap();
+    let m = plugin
+        .create_model(&config(
+            serde_json::json!({"misbehave": "error", "error_kind": "rate_limited"}),
+        ))
+        .unwrap();
+    let e = m.generate(&request("hi"), &AtomicU8::new(0)).unwrap_err();
+    assert_eq!(
+        (e.kind, e.retry_after_ms),
+        (ErrorKind::RateLimited, Some(10))
+    );
+}
+
+#[test]
+fn a_plugin_sleeping_past_its_deadline_times_out_and_the_host_goes_on() {
+    let Some(path) = plugin_file("misbehave") else {
+        return;
+    };
+    let plugin = Plugin::open(&path).unwrap();
+    let slow = plugin
+        .create_model(&config(
+            serde_json::json!({"misbehave": "slow", "sleep_ms": 3000}),
+        ))
+        .unwrap();
+    let started = Instant::now();
+    let e = slow
+        .generate_with_timeout(
+            &request("hi"),
+            Some(Duration::from_millis(100)),
+            Arc::new(AtomicU8::new(0)),
+        )
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Timeout);
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the host waited for the plugin"
+    );
+    let good = plugin.create_model(&config(serde_json::json!({}))).unwrap();
+    assert_eq!(
+        good.generate(&request("next"), &AtomicU8::new(0))
+            .unwrap()
+            .text,
+        "next"
+    );
+}
+
+#[test]
+fn wrong_abi_and_missing_entry_are_refused_with_one_line() {
+    if let Some(path) = plugin_file("wrongabi") {
+        let e = Plugin::open(&path).unwrap_err();
+        assert_eq!(e, LoadError::AbiMismatch { plugin: 2, host: 1 });
+        let line = e.to_string();
+        assert!(
+            line.contains("ABI v2") && line.contains("ABI v1") && !line.contains('\n'),
+            "{line}"
+        );
+    }
+    if let Some(path) = plugin_file("noentry") {
+        let e = Plugin::open(&path).unwrap_err();
+        assert_eq!(e, LoadError::MissingEntry);
+    }
+    let dir = tempfile_dir();
+    let junk = dir.join("libjunk_api.so");
+    std::fs::write(&junk, "this is not a library").unwrap();
+    let e = Plugin::open(&junk).unwrap_err();
+    assert!(matches!(e, LoadError::NotSharedLibrary(_)), "{e:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempfile_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("clemhost-sdk-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
