@@ -33,8 +33,8 @@ pub struct Candidate {
 /// The environment variable with extra plugin directories.
 pub const PLUGIN_PATH_VAR: &str = "CLEMHOST_PLUGIN_PATH";
 
-/// The directories searched, in order (duplicates removed, missing ones kept
-/// out).
+/// The directories searched, in order, as absolute paths (duplicates
+/// removed, missing ones left out).
 pub fn search_dirs(global: &GlobalArgs) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = global.plugin_dirs.clone();
     if let Some(v) = std::env::var_os(PLUGIN_PATH_VAR) {
@@ -48,10 +48,12 @@ pub fn search_dirs(global: &GlobalArgs) -> Vec<PathBuf> {
     {
         dirs.push(exe_dir);
     }
+    // Absolute paths, so that listings and errors show exactly which file runs.
     let mut seen = BTreeSet::new();
     dirs.into_iter()
+        .filter_map(|d| d.canonicalize().ok())
         .filter(|d| d.is_dir())
-        .filter(|d| seen.insert(d.canonicalize().unwrap_or_else(|_| d.clone())))
+        .filter(|d| seen.insert(d.clone()))
         .collect()
 }
 

@@ -12,7 +12,11 @@ fn list_json(env: &TestEnv, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["plugins", "list", "--json"];
     args.extend_from_slice(extra);
     let out = env.run(&args);
-    assert!(out.status.success(), "plugins list failed: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "plugins list failed: {}",
+        stderr(&out)
+    );
     serde_json::from_slice(&out.stdout).expect("plugins list --json prints JSON")
 }
 
@@ -40,14 +44,29 @@ fn workspace_plugins_are_listed_ok_and_broken_files_get_one_line_reasons() {
     assert_eq!(echo["backends"], serde_json::json!(["echo"]));
     assert_eq!(echo["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(row(&json, "misbehave", &dir)["status"], "ok");
-    let wrong = row(&json, "wrongabi", &dir)["status"].as_str().unwrap().to_string();
-    assert!(wrong.contains("ABI v2") && wrong.contains("ABI v1"), "{wrong}");
-    let noentry = row(&json, "noentry", &dir)["status"].as_str().unwrap().to_string();
+    let wrong = row(&json, "wrongabi", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        wrong.contains("ABI v2") && wrong.contains("ABI v1"),
+        "{wrong}"
+    );
+    let noentry = row(&json, "noentry", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(noentry.contains("missing entry symbol"), "{noentry}");
-    let junk = row(&json, "junk", &dir)["status"].as_str().unwrap().to_string();
+    let junk = row(&json, "junk", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(junk.contains("not a shared library"), "{junk}");
     for r in json["plugins"].as_array().unwrap() {
-        assert!(!r["status"].as_str().unwrap().contains('\n'), "multi-line status: {r}");
+        assert!(
+            !r["status"].as_str().unwrap().contains('\n'),
+            "multi-line status: {r}"
+        );
     }
 
     // The table says the same, in one line per plugin.
@@ -75,7 +94,10 @@ fn a_plugin_that_panics_while_loading_does_not_take_the_listing_down() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let status = row(&json, "misbehave", &dir)["status"].as_str().unwrap().to_string();
+    let status = row(&json, "misbehave", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(status.contains("panicked while loading"), "{status}");
     assert_eq!(row(&json, "echo", &dir)["status"], "ok");
 }
@@ -89,8 +111,16 @@ fn plugin_dir_flag_wins_and_shadows_later_files_of_the_same_name() {
     let json = list_json(&env, &["--plugin-dir", first.to_str().unwrap()]);
     assert!(row(&json, "echo", &first)["shadowed_by"].is_null());
     let later = row(&json, "echo", &env.path().join("plugins"));
-    assert_eq!(later["shadowed_by"].as_str().unwrap(), first.join("libecho_api.so").to_str().unwrap());
-    let search: Vec<&str> = json["search_path"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(
+        later["shadowed_by"].as_str().unwrap(),
+        first.join("libecho_api.so").to_str().unwrap()
+    );
+    let search: Vec<&str> = json["search_path"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     assert_eq!(search[0], first.to_str().unwrap());
 
     // $CLEMHOST_PLUGIN_PATH comes after --plugin-dir and before ./plugins.
@@ -117,13 +147,22 @@ fn plugins_that_others_can_write_to_are_refused() {
     let file = dir.join("libecho_api.so");
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
     let json = list_json(&env, &[]);
-    let status = row(&json, "echo", &dir)["status"].as_str().unwrap().to_string();
-    assert!(status.starts_with("refused") && status.contains("chmod o-w"), "{status}");
+    let status = row(&json, "echo", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        status.starts_with("refused") && status.contains("chmod o-w"),
+        "{status}"
+    );
 
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let json = list_json(&env, &[]);
-    let status = row(&json, "echo", &dir)["status"].as_str().unwrap().to_string();
+    let status = row(&json, "echo", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(status.contains("its directory"), "{status}");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
@@ -168,7 +207,11 @@ fn a_scaffolded_plugin_builds_on_its_own_and_is_picked_up() {
     if !out.status.success() {
         out = build(false);
     }
-    assert!(out.status.success(), "the scaffolded plugin does not build: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "the scaffolded plugin does not build: {}",
+        stderr(&out)
+    );
     let so = target.join("release/libmybackend_api.so");
     std::fs::create_dir_all(env.path().join("plugins")).unwrap();
     std::fs::copy(&so, env.path().join("plugins/libmybackend_api.so")).unwrap();
@@ -183,10 +226,25 @@ fn a_scaffolded_plugin_builds_on_its_own_and_is_picked_up() {
         r#"[{"model_name": "my-model", "backend": "mybackend",
              "model_config": {"reply": "GREET: Hello and welcome!"}}]"#,
     );
-    let out = env.run(&["run", "-g", "hellogame", "-m", "my-model", "-e", "greet_en", "--no-default-registry"]);
-    assert!(out.status.success(), "run with the scaffolded plugin failed: {}{}", stdout(&out), stderr(&out));
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "my-model",
+        "-e",
+        "greet_en",
+        "--no-default-registry",
+    ]);
+    assert!(
+        out.status.success(),
+        "run with the scaffolded plugin failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let requests = std::fs::read_to_string(
-        env.path().join("results/my-model/hellogame/greet_en/instance_00000/player_1.requests.json"),
+        env.path()
+            .join("results/my-model/hellogame/greet_en/instance_00000/player_1.requests.json"),
     )
     .expect("the plugin's calls are recorded");
     assert!(requests.contains("my-model"), "{requests}");
