@@ -8,6 +8,11 @@
 pub mod cli;
 pub mod commands;
 pub mod error;
+pub mod games;
+pub mod keys;
 pub mod plugins;
+pub mod registry;
+pub mod results;
+pub mod runner;
 
 pub use error::{Error, Exit, Result};

@@ -1,0 +1,399 @@
+//! Results on disk, in clemcore 3.7's layout and schemas.
+//!
+//! The principal pieces:
+//! - [`ResultsLayout`]: where each file of a run goes
+//!   (`<results>/<run dir>/<game>/<experiment>/instance_00000/...`).
+//! - [`write_json`]: every file is written as Python's `json.dump(indent=2,
+//!   ensure_ascii=False)` would write it, atomically (a temp file in the same
+//!   directory, then a rename), so a killed run never leaves a truncated file.
+//! - [`Timestamp`]: the three time formats clemcore writes (`isoformat()`,
+//!   `str(datetime)`, `str(timedelta)`).
+//! - [`run_dir_name`]: clemcore's `Model.to_identifier` (`mock`, `m1--m2`,
+//!   `group-3p-1a2b3c4d`).
+//!
+//! Python writes a float NaN as the bare token `NaN`; JSON values cannot
+//! hold NaN, so scorers put [`NAN_MARKER`] where a NaN belongs and
+//! [`to_python_json`] turns it into the bare token.
+
+use serde_json::Value;
+use sha1::Digest;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The clemcore version whose layout these files follow (written as `clem_version`).
+pub const CLEM_VERSION: &str = "3.7.2";
+
+/// A string a scorer stores where Python would write a float NaN; written as
+/// the bare token `NaN` (see [`to_python_json`]).
+pub const NAN_MARKER: &str = "\u{1}clemhost:NaN\u{1}";
+
+/// An I/O failure while writing or reading results, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    /// A file or directory could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON.
+    #[error("{path}:{line}:{column}: not valid JSON ({message}); delete the file or run again")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What serde_json said.
+        message: String,
+    },
+}
+
+/// Renders a value as Python's `json.dumps(value, indent=2, ensure_ascii=False)`.
+///
+/// serde_json's pretty printer already matches Python for everything clemcore
+/// writes (2-space indent, `": "`, non-ASCII kept, `0.0` for whole floats,
+/// `{}`/`[]` for empty containers); [`NAN_MARKER`] strings become `NaN`.
+pub fn to_python_json(value: &Value) -> String {
+    let text = serde_json::to_string_pretty(value)
+        .expect("serialising a serde_json::Value to a String cannot fail");
+    // The marker contains a control character, which serde_json escapes.
+    let marker = serde_json::to_string(NAN_MARKER).expect("a string serialises");
+    if text.contains(&marker) {
+        text.replace(&marker, "NaN")
+    } else {
+        text
+    }
+}
+
+/// Parses JSON that may contain Python's bare `NaN` tokens (as written by
+/// clemcore scorers); each becomes [`NAN_MARKER`].
+pub fn from_python_json(text: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::from_str(text) {
+        Ok(v) => Ok(v),
+        Err(first) => {
+            if !text.contains("NaN") {
+                return Err(first);
+            }
+            let marker = serde_json::to_string(NAN_MARKER).expect("a string serialises");
+            let replaced = replace_bare_nan(text, &marker);
+            serde_json::from_str(&replaced).map_err(|_| first)
+        }
+    }
+}
+
+/// Replaces `NaN` tokens outside strings.
+fn replace_bare_nan(text: &str, with: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if in_string {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+            out.push(c);
+        } else if rest.starts_with("NaN") {
+            out.push_str(with);
+            rest = &rest[3..];
+            continue;
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// Writes `value` to `path` atomically: a temp file next to it, flushed and
+/// synced, then renamed over `path`. Creates missing parent directories.
+pub fn write_json(path: &Path, value: &Value) -> Result<(), ResultsError> {
+    write_atomic(path, to_python_json(value).as_bytes())
+}
+
+/// Writes bytes to `path` atomically (temp file in the same directory + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
+    let err = |source| ResultsError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    // Hidden and unique per process and call, so concurrent writers never collide
+    // and readers that glob for *.json never see it.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Reads a JSON file (accepting Python's bare `NaN`), naming the file and
+/// the line and column on errors.
+pub fn read_json(path: &Path) -> Result<Value, ResultsError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_python_json(&text).map_err(|e| ResultsError::Json {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+/// A moment in local time, formatted as clemcore formats it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Timestamp(chrono::NaiveDateTime);
+
+impl Timestamp {
+    /// Now, in local time (Python's `datetime.now()`).
+    pub fn now() -> Self {
+        Timestamp(chrono::Local::now().naive_local())
+    }
+
+    /// `datetime.isoformat()`: `2026-11-29T08:18:02.111796` (no fraction when it is zero).
+    pub fn iso(&self) -> String {
+        self.format('T')
+    }
+
+    /// `str(datetime)`: `2026-11-29 08:18:02.111796`.
+    pub fn python_str(&self) -> String {
+        self.format(' ')
+    }
+
+    fn format(&self, sep: char) -> String {
+        use chrono::Timelike;
+        let micros = self.0.nanosecond() / 1000 % 1_000_000;
+        let base = self.0.format(&format!("%Y-%m-%d{sep}%H:%M:%S")).to_string();
+        if micros == 0 {
+            base
+        } else {
+            format!("{base}.{micros:06}")
+        }
+    }
+
+    /// Time since `earlier` (zero when negative).
+    pub fn since(&self, earlier: &Timestamp) -> std::time::Duration {
+        (self.0 - earlier.0).to_std().unwrap_or_default()
+    }
+}
+
+/// `str(timedelta)`: `0:00:00.016489`, `1 day, 2:03:04`.
+pub fn python_timedelta(d: std::time::Duration) -> String {
+    let total = d.as_secs();
+    let micros = d.subsec_micros();
+    let days = total / 86_400;
+    let rest = total % 86_400;
+    let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
+    let mut out = String::new();
+    if days > 0 {
+        out.push_str(&format!("{days} day{}, ", if days == 1 { "" } else { "s" }));
+    }
+    out.push_str(&format!("{h}:{m:02}:{s:02}"));
+    if micros > 0 {
+        out.push_str(&format!(".{micros:06}"));
+    }
+    out
+}
+
+/// Seconds as Python's `timedelta.total_seconds()` (microsecond precision).
+pub fn python_seconds(d: std::time::Duration) -> f64 {
+    (d.as_micros() as f64) / 1e6
+}
+
+/// clemcore's `Model.to_identifier`: one or two model names joined by `--`;
+/// more become `group-<N>p-<first 8 hex digits of sha1 of the joined names>`.
+pub fn run_dir_name(model_names: &[&str]) -> String {
+    let joined = model_names.join("--");
+    if model_names.len() <= 2 {
+        return joined;
+    }
+    let digest = sha1::Sha1::digest(joined.as_bytes());
+    let hex: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("group-{}p-{hex}", model_names.len())
+}
+
+/// Where each file of a run goes.
+#[derive(Clone, Debug)]
+pub struct ResultsLayout {
+    /// The run directory: `<results>/<run dir name>`.
+    pub run_dir: PathBuf,
+}
+
+impl ResultsLayout {
+    /// The layout for a run directory under a results directory.
+    pub fn new(results_dir: &Path, run_dir_name: &str) -> Self {
+        ResultsLayout {
+            run_dir: results_dir.join(run_dir_name),
+        }
+    }
+
+    /// `run.json`.
+    pub fn run_file(&self) -> PathBuf {
+        self.run_dir.join("run.json")
+    }
+
+    /// `<game>/<experiment>/`.
+    pub fn experiment_dir(&self, game: &str, experiment: &str) -> PathBuf {
+        self.run_dir.join(game).join(experiment)
+    }
+
+    /// `<game>/<experiment>/instance_00000/` (the instance's `game_id`, 5 digits).
+    pub fn episode_dir(&self, game: &str, experiment: &str, game_id: u64) -> PathBuf {
+        self.experiment_dir(game, experiment)
+            .join(format!("instance_{game_id:05}"))
+    }
+}
+
+/// File names inside an episode directory.
+pub mod files {
+    /// The instance, verbatim.
+    pub const INSTANCE: &str = "instance.json";
+    /// Meta, players and turns.
+    pub const INTERACTIONS: &str = "interactions.json";
+    /// The episode finished (signal file).
+    pub const COMPLETED: &str = "completed.json";
+    /// The episode failed (signal file with the error).
+    pub const ERROR: &str = "error.json";
+    /// Written by `clemhost score`.
+    pub const SCORES: &str = "scores.json";
+    /// Written by `clemhost transcribe`.
+    pub const TRANSCRIPT: &str = "transcript.html";
+    /// The experiment's meta, one level up.
+    pub const EXPERIMENT: &str = "experiment.json";
+
+    /// `player_1.requests.json` for `Player 1`.
+    pub fn requests(player_name: &str) -> String {
+        format!(
+            "{}.requests.json",
+            player_name.to_lowercase().replace(' ', "_")
+        )
+    }
+}
+
+/// Every episode directory under `dir` (directories that hold an
+/// `interactions.json`), sorted by path.
+pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let p = entry.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == files::INTERACTIONS) {
+                out.push(d.clone());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_looks_like_pythons() {
+        let v = json!({"a": 0.0, "b": "Grüße", "c": {}, "d": [], "e": [1, 2.5]});
+        assert_eq!(
+            to_python_json(&v),
+            "{\n  \"a\": 0.0,\n  \"b\": \"Grüße\",\n  \"c\": {},\n  \"d\": [],\n  \"e\": [\n    1,\n    2.5\n  ]\n}"
+        );
+    }
+
+    #[test]
+    fn nan_round_trips_as_a_bare_token() {
+        let v = json!({"Main Score": NAN_MARKER, "s": "NaN"});
+        let text = to_python_json(&v);
+        assert!(text.contains("\"Main Score\": NaN"), "{text}");
+        assert!(text.contains("\"s\": \"NaN\""), "{text}");
+        assert_eq!(from_python_json(&text).expect("parses"), v);
+    }
+
+    #[test]
+    fn timedelta_matches_python() {
+        use std::time::Duration;
+        assert_eq!(
+            python_timedelta(Duration::from_micros(16_489)),
+            "0:00:00.016489"
+        );
+        assert_eq!(python_timedelta(Duration::from_secs(3723)), "1:02:03");
+        assert_eq!(
+            python_timedelta(Duration::from_secs(90_000)),
+            "1 day, 1:00:00"
+        );
+        assert_eq!(python_seconds(Duration::from_micros(16_489)), 0.016489);
+    }
+
+    #[test]
+    fn run_dir_names_follow_clemcore() {
+        assert_eq!(run_dir_name(&["mock"]), "mock");
+        assert_eq!(run_dir_name(&["a", "b"]), "a--b");
+        let g = run_dir_name(&["a", "b", "c"]);
+        assert!(
+            g.starts_with("group-3p-") && g.len() == "group-3p-".len() + 8,
+            "{g}"
+        );
+    }
+
+    #[test]
+    fn atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("x/y.json");
+        write_json(&p, &json!({"k": 1})).expect("write");
+        let names: Vec<_> = std::fs::read_dir(p.parent().expect("parent"))
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["y.json".to_string()]);
+        assert_eq!(read_json(&p).expect("read"), json!({"k": 1}));
+    }
+
+    #[test]
+    fn iso_timestamps_have_microseconds() {
+        let t = Timestamp::now();
+        let s = t.iso();
+        assert_eq!(&s[10..11], "T");
+        assert!(s.len() == 19 || s.len() == 26, "{s}");
+    }
+}
