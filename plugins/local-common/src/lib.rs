@@ -1,1 +1,50 @@
-//! Placeholder.
+//! # clemhost-local-common
+//!
+//! What clemhost's local-inference plugins (`llamacpp`, `huggingface_local`)
+//! share, each piece reproducing what clemcore and transformers do:
+//!
+//! - [`template`]: [`ChatTemplate`](template::ChatTemplate) compiles a
+//!   HuggingFace chat template and renders a
+//!   [`RenderInput`](template::RenderInput) exactly as transformers'
+//!   `apply_chat_template(..., tokenize=False)` does;
+//!   [`TemplateError::Raised`](template::TemplateError::Raised) carries the
+//!   template's own `raise_exception` message.
+//! - [`tokenizer_config`]: a model directory's `tokenizer_config.json` (chat
+//!   template, special tokens, added tokens, `model_max_length`),
+//!   `generation_config.json` and `config.json`.
+//! - [`messages`]: clemcore's `ensure_alternating_roles` preprocessing.
+//! - [`context`]: context-size parsing and resolution, and the context check
+//!   with clemcore's `context_exceeded` error.
+//! - [`clean`]: the output cleaning steps (prompt removal, split prefix, pad
+//!   purge, `eos_to_cull`, chain-of-thought split), with the fix for
+//!   clemcore bug #118.
+//! - [`pystr`]: the Python string behaviour the others need (`strip`,
+//!   `rsplit`, `strftime`).
+//!
+//! ```
+//! use clemhost_local_common::{messages, template::{ChatTemplate, RenderInput}};
+//! use clemhost_plugin_sdk::Message;
+//!
+//! let conversation = messages::ensure_alternating_roles(&[
+//!     Message::new("user", "Rules."),
+//!     Message::new("user", "Go."),
+//! ])?;
+//! let template = ChatTemplate::new(
+//!     "{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}",
+//! )?;
+//! let mut input = RenderInput::from_messages(&conversation);
+//! input.bos_token = Some("<s>".into());
+//! assert_eq!(template.render(&input)?, "<s>[user] Rules.\n\nGo.\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+pub mod clean;
+pub mod context;
+pub mod messages;
+mod pyjson;
+pub mod pystr;
+pub mod template;
+pub mod tokenizer_config;
+
+pub use pyjson::float_repr;

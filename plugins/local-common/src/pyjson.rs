@@ -1,0 +1,388 @@
+//! transformers' `tojson` template filter, which is Python's `json.dumps`,
+//! and Python's `repr()` of floats.
+//!
+//! transformers replaces jinja2's HTML-safe `tojson` with
+//! `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
+//! sort_keys=False)`, taking those four as arguments in that order. This
+//! module writes JSON the same way: no escaping of `<`, `>`, `&`, `'`;
+//! `", "` / `": "` separators (`","` when indenting); floats as Python
+//! prints them (`1.0`, `1e+20`, `NaN`, `Infinity`).
+
+use minijinja::value::{Kwargs, Value, ValueKind};
+use minijinja::{Error, ErrorKind};
+use std::fmt::Write as _;
+
+/// How `json.dumps` was asked to write.
+struct JsonStyle {
+    ensure_ascii: bool,
+    /// `None`: one line. `Some(unit)`: a newline and `unit` per level.
+    indent: Option<String>,
+    item_sep: String,
+    key_sep: String,
+    sort_keys: bool,
+}
+
+/// The `tojson` filter: `value | tojson(ensure_ascii=False, indent=None,
+/// separators=None, sort_keys=False)`, positionally or by keyword.
+pub fn tojson_filter(
+    value: &Value,
+    ensure_ascii: Option<Value>,
+    indent: Option<Value>,
+    separators: Option<Value>,
+    kwargs: Kwargs,
+) -> Result<Value, Error> {
+    let ensure_ascii = match ensure_ascii {
+        Some(v) => v.is_true(),
+        None => kwargs
+            .get::<Option<Value>>("ensure_ascii")?
+            .is_some_and(|v| v.is_true()),
+    };
+    let indent = match indent {
+        Some(v) => Some(v),
+        None => kwargs.get::<Option<Value>>("indent")?,
+    };
+    let separators = match separators {
+        Some(v) => Some(v),
+        None => kwargs.get::<Option<Value>>("separators")?,
+    };
+    let sort_keys = kwargs
+        .get::<Option<Value>>("sort_keys")?
+        .is_some_and(|v| v.is_true());
+    kwargs.assert_all_used()?;
+
+    let indent = match indent {
+        None => None,
+        Some(v) if v.is_none() => None,
+        Some(v) => Some(indent_unit(&v)?),
+    };
+    let (item_sep, key_sep) = match separators {
+        Some(v) if !v.is_none() => {
+            let parts: Vec<Value> = v.try_iter()?.collect();
+            match parts.as_slice() {
+                [a, b] => match (a.as_str(), b.as_str()) {
+                    (Some(a), Some(b)) => (a.to_owned(), b.to_owned()),
+                    _ => return Err(type_error("tojson: separators must be two strings")),
+                },
+                _ => {
+                    return Err(type_error(
+                        "tojson: separators must be an (item_separator, key_separator) pair",
+                    ))
+                }
+            }
+        }
+        _ => {
+            let item = if indent.is_some() { "," } else { ", " };
+            (item.to_owned(), ": ".to_owned())
+        }
+    };
+    let style = JsonStyle {
+        ensure_ascii,
+        indent,
+        item_sep,
+        key_sep,
+        sort_keys,
+    };
+    let mut out = String::new();
+    write_value(&mut out, value, &style, 0)?;
+    Ok(Value::from(out))
+}
+
+/// Python's rule for `indent`: an int is that many spaces (a bool counts as
+/// an int), a string is used as is.
+fn indent_unit(v: &Value) -> Result<String, Error> {
+    if let Some(s) = v.as_str() {
+        return Ok(s.to_owned());
+    }
+    if v.kind() == ValueKind::Bool {
+        return Ok(if v.is_true() {
+            " ".into()
+        } else {
+            String::new()
+        });
+    }
+    match v.as_i64() {
+        Some(n) => Ok(" ".repeat(usize::try_from(n).unwrap_or(0))),
+        None => Err(type_error("tojson: indent must be an integer or a string")),
+    }
+}
+
+fn type_error(msg: &str) -> Error {
+    Error::new(ErrorKind::InvalidOperation, msg.to_owned())
+}
+
+fn newline(out: &mut String, style: &JsonStyle, level: usize) {
+    if let Some(unit) = &style.indent {
+        out.push('\n');
+        for _ in 0..level {
+            out.push_str(unit);
+        }
+    }
+}
+
+fn write_value(
+    out: &mut String,
+    value: &Value,
+    style: &JsonStyle,
+    level: usize,
+) -> Result<(), Error> {
+    match value.kind() {
+        ValueKind::Undefined => Err(type_error(
+            "tojson: an undefined value is not JSON serializable",
+        )),
+        ValueKind::None => {
+            out.push_str("null");
+            Ok(())
+        }
+        ValueKind::Bool => {
+            out.push_str(if value.is_true() { "true" } else { "false" });
+            Ok(())
+        }
+        ValueKind::Number => {
+            write_number(out, value);
+            Ok(())
+        }
+        ValueKind::String => {
+            write_string(out, value.as_str().unwrap_or_default(), style.ensure_ascii);
+            Ok(())
+        }
+        ValueKind::Seq | ValueKind::Iterable => {
+            let items: Vec<Value> = value.try_iter()?.collect();
+            if items.is_empty() {
+                out.push_str("[]");
+                return Ok(());
+            }
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(&style.item_sep);
+                }
+                newline(out, style, level + 1);
+                write_value(out, item, style, level + 1)?;
+            }
+            newline(out, style, level);
+            out.push(']');
+            Ok(())
+        }
+        ValueKind::Map => {
+            let mut entries = Vec::new();
+            for key in value.try_iter()? {
+                let item = value.get_item(&key)?;
+                entries.push((key_text(&key)?, item));
+            }
+            if style.sort_keys {
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+            }
+            if entries.is_empty() {
+                out.push_str("{}");
+                return Ok(());
+            }
+            out.push('{');
+            for (i, (key, item)) in entries.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(&style.item_sep);
+                }
+                newline(out, style, level + 1);
+                write_string(out, key, style.ensure_ascii);
+                out.push_str(&style.key_sep);
+                write_value(out, item, style, level + 1)?;
+            }
+            newline(out, style, level);
+            out.push('}');
+            Ok(())
+        }
+        other => Err(type_error(&format!(
+            "tojson: a value of type {other} is not JSON serializable"
+        ))),
+    }
+}
+
+/// Python turns non-string keys into strings: `true`, `null`, `1`, `1.5`.
+fn key_text(key: &Value) -> Result<String, Error> {
+    match key.kind() {
+        ValueKind::String => Ok(key.as_str().unwrap_or_default().to_owned()),
+        ValueKind::Bool => Ok(if key.is_true() { "true" } else { "false" }.into()),
+        ValueKind::None => Ok("null".into()),
+        ValueKind::Number => {
+            let mut s = String::new();
+            write_number(&mut s, key);
+            Ok(s)
+        }
+        other => Err(type_error(&format!(
+            "tojson: keys must be str, int, float, bool or None, not {other}"
+        ))),
+    }
+}
+
+fn write_number(out: &mut String, value: &Value) {
+    if value.is_integer() {
+        let _ = write!(out, "{value}");
+    } else {
+        match f64::try_from(value.clone()) {
+            Ok(f) if f.is_nan() => out.push_str("NaN"),
+            Ok(f) if f.is_infinite() => {
+                out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" })
+            }
+            Ok(f) => out.push_str(&float_repr(f)),
+            Err(_) => {
+                let _ = write!(out, "{value}");
+            }
+        }
+    }
+}
+
+/// Writes a JSON string the way Python's encoder does.
+fn write_string(out: &mut String, s: &str, ensure_ascii: bool) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c if ensure_ascii && (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Python's `repr(float)`: the shortest text that reads back as the same
+/// number, in positional form for exponents -4..16 (always with a `.`), else
+/// in scientific form with a signed, at least two-digit exponent.
+pub fn float_repr(f: f64) -> String {
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    // `{:e}` gives the shortest round-trip digits: "-1.2345e-5", "1e20".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci
+        .split_once('e')
+        .expect("Rust's {:e} float format always contains an 'e'");
+    let exp: i32 = exp
+        .parse()
+        .expect("Rust's {:e} float format has an integer exponent");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1; // digits before the decimal point
+        let mut s = String::from(sign);
+        if point <= 0 {
+            s.push_str("0.");
+            for _ in 0..(-point) {
+                s.push('0');
+            }
+            s.push_str(&digits);
+        } else {
+            let point = usize::try_from(point).expect("point is positive here");
+            if digits.len() <= point {
+                s.push_str(&digits);
+                for _ in digits.len()..point {
+                    s.push('0');
+                }
+                s.push_str(".0");
+            } else {
+                s.push_str(&digits[..point]);
+                s.push('.');
+                s.push_str(&digits[point..]);
+            }
+        }
+        s
+    } else {
+        let mut s = String::from(sign);
+        s.push_str(&digits[..1]);
+        if digits.len() > 1 {
+            s.push('.');
+            s.push_str(&digits[1..]);
+        }
+        let _ = write!(s, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use minijinja::Environment;
+
+    #[test]
+    fn float_repr_matches_python() {
+        let cases = [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (1e20, "1e+20"),
+            (1e16, "1e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (123456.789, "123456.789"),
+            (0.0, "0.0"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ];
+        for (f, want) in cases {
+            assert_eq!(float_repr(f), want, "repr({f:?})");
+        }
+    }
+
+    fn render(src: &str, ctx: serde_json::Value) -> String {
+        let mut env = Environment::new();
+        env.add_filter("tojson", tojson_filter);
+        env.render_str(src, minijinja::value::Serde(ctx))
+            .expect("renders")
+    }
+
+    #[test]
+    fn tojson_writes_like_json_dumps() {
+        let ctx = serde_json::json!({"x": {"z": 1, "a": [1.5, null, true, "<b> & 'c' é"]}});
+        assert_eq!(
+            render("{{ x | tojson }}", ctx.clone()),
+            r#"{"z": 1, "a": [1.5, null, true, "<b> & 'c' é"]}"#
+        );
+        assert_eq!(
+            render(
+                "{{ x | tojson(ensure_ascii=true, sort_keys=true) }}",
+                ctx.clone()
+            ),
+            r#"{"a": [1.5, null, true, "<b> & 'c' \u00e9"], "z": 1}"#
+        );
+        assert_eq!(
+            render("{{ x | tojson(indent=2) }}", ctx.clone()),
+            "{\n  \"z\": 1,\n  \"a\": [\n    1.5,\n    null,\n    true,\n    \"<b> & 'c' é\"\n  ]\n}"
+        );
+        assert_eq!(
+            render("{{ x | tojson(separators=[',', ':']) }}", ctx),
+            r#"{"z":1,"a":[1.5,null,true,"<b> & 'c' é"]}"#
+        );
+        assert_eq!(
+            render("{{ [] | tojson(indent=2) }}", serde_json::json!({})),
+            "[]"
+        );
+        assert_eq!(
+            render("{{ 'a\"\\\n\u{1}' | tojson }}", serde_json::json!({})),
+            r#""a\"\\\n\u0001""#
+        );
+        assert_eq!(
+            render("{{ '😀' | tojson(true) }}", serde_json::json!({})),
+            r#""\ud83d\ude00""#
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! Chat templates rendered the way transformers renders them.
+//!
+//! HuggingFace models ship their prompt format as a Jinja2 template
+//! (`tokenizer_config.json`'s `chat_template`, `chat_template.jinja`, or a
+//! GGUF file's `tokenizer.chat_template`). transformers renders it with
+//! jinja2 in a sandbox configured in a particular way; [`ChatTemplate`]
+//! reproduces that configuration on minijinja so the prompt is the same byte
+//! for byte:
+//!
+//! - `trim_blocks` and `lstrip_blocks` on, `keep_trailing_newline` off;
+//! - `{% break %}` / `{% continue %}`, `loop.previtem`, insertion-ordered maps;
+//! - the globals transformers adds: `raise_exception(msg)` and
+//!   `strftime_now(fmt)` (the clock can be pinned, see [`RenderInput::now`]);
+//! - Python string/dict/list methods (`.strip()`, `.get()`, `.startswith()`,
+//!   ... and `.rsplit()`), through minijinja-contrib's pycompat callback;
+//! - transformers' own `tojson` filter (`json.dumps` with
+//!   `ensure_ascii=False`: no HTML escaping, Python float text) and jinja2's
+//!   `iterable` test (`none is iterable` is false);
+//! - the variables `apply_chat_template` passes: `messages`, `tools = none`,
+//!   `documents = none`, `add_generation_prompt`, every special token the
+//!   tokenizer has, and any extra keyword arguments.
+//!
+//! ```
+//! use clemhost_local_common::template::{ChatTemplate, RenderInput};
+//! use serde_json::json;
+//!
+//! let template = ChatTemplate::new(
+//!     "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}\n{% endfor %}\
+//!      {% if add_generation_prompt %}<|assistant|>{% endif %}",
+//! )?;
+//! let mut input = RenderInput::new(vec![json!({"role": "user", "content": " Hi "})]);
+//! input.add_generation_prompt = true;
+//! assert_eq!(template.render(&input)?, "<|user|>Hi\n<|assistant|>");
+//! # Ok::<(), clemhost_local_common::template::TemplateError>(())
+//! ```
+
+use chrono::NaiveDateTime;
+use clemhost_plugin_sdk::Message;
+use minijinja::syntax::SyntaxConfig;
+use minijinja::value::{Kwargs, Value as JValue, ValueKind};
+use minijinja::{Environment, Error as JError, ErrorKind as JErrorKind, State};
+use serde_json::{Map, Value};
+use std::cell::Cell;
+use std::fmt::Write as _;
+
+/// The name the template is registered under inside its environment (no file
+/// extension, so minijinja never switches on HTML auto-escaping).
+const TEMPLATE_NAME: &str = "chat_template";
+
+/// Why a template could not be compiled or rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    /// The template called `raise_exception(message)`: it refuses the
+    /// conversation (jinja2's `TemplateError` in transformers). The message is
+    /// the template's own text, unchanged.
+    #[error("{0}")]
+    Raised(String),
+    /// The template source is not valid Jinja.
+    #[error("chat template syntax error: {0}")]
+    Syntax(String),
+    /// Rendering failed inside the engine (undefined variable called, bad
+    /// filter argument, ...): jinja2 would have raised `UndefinedError` or
+    /// `TypeError` here.
+    #[error("chat template failed to render: {0}")]
+    Render(String),
+    /// The input cannot be rendered at all (empty conversation,
+    /// `continue_final_message` with nothing to continue, ...).
+    #[error("{0}")]
+    Input(String),
+}
+
+impl TemplateError {
+    /// The template's own message when it raised, `None` for other errors.
+    pub fn raised_message(&self) -> Option<&str> {
+        match self {
+            TemplateError::Raised(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+/// What one rendering gets: the conversation and the variables transformers'
+/// `apply_chat_template` passes next to it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenderInput {
+    /// The conversation: objects with `role`, `content` and any extra keys.
+    /// Keys whose value is `null` are dropped before rendering, as
+    /// transformers does.
+    pub messages: Vec<Value>,
+    /// Ask the template to open an assistant turn at the end.
+    pub add_generation_prompt: bool,
+    /// Cut the output right after the last message's content so the model
+    /// continues that message (transformers' `continue_final_message`).
+    /// Cannot be combined with `add_generation_prompt`.
+    pub continue_final_message: bool,
+    /// `bos_token`; `None` leaves the variable undefined (as transformers does
+    /// for a tokenizer without one), which is not the same as an empty string.
+    pub bos_token: Option<String>,
+    /// `eos_token`; `None` leaves the variable undefined.
+    pub eos_token: Option<String>,
+    /// Further special-token variables (`pad_token`, `unk_token`, ...).
+    /// `bos_token`/`eos_token` here are overridden by the fields above.
+    pub special_tokens: Map<String, Value>,
+    /// Extra template variables (registry `chat_template_kwargs`, such as
+    /// `enable_thinking`); they override everything else except `messages`.
+    pub extra: Map<String, Value>,
+    /// The instant `strftime_now()` reports (naive local time); `None` reads
+    /// the local clock at render time.
+    pub now: Option<NaiveDateTime>,
+}
+
+impl RenderInput {
+    /// Input with these messages and every other setting at its default
+    /// (no generation prompt, no special tokens, the real clock).
+    pub fn new(messages: Vec<Value>) -> Self {
+        RenderInput {
+            messages,
+            ..RenderInput::default()
+        }
+    }
+
+    /// Input from SDK messages (their extra keys, such as `image`, included).
+    pub fn from_messages(messages: &[Message]) -> Self {
+        Self::new(messages_to_values(messages))
+    }
+}
+
+/// Converts SDK messages to the JSON objects a template sees.
+pub fn messages_to_values(messages: &[Message]) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut obj = Map::new();
+            obj.insert("role".into(), Value::String(m.role.clone()));
+            obj.insert("content".into(), Value::String(m.content.clone()));
+            for (k, v) in &m.extra {
+                obj.insert(k.clone(), v.clone());
+            }
+            Value::Object(obj)
+        })
+        .collect()
+}
+
+/// A compiled chat template, ready to render any number of conversations.
+///
+/// Rendering takes `&self`; one `ChatTemplate` may be shared across threads.
+pub struct ChatTemplate {
+    env: Environment<'static>,
+}
+
+impl std::fmt::Debug for ChatTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChatTemplate").finish_non_exhaustive()
+    }
+}
+
+thread_local! {
+    /// The instant `strftime_now` reports during the current render on this
+    /// thread (`None`: read the local clock).
+    static PINNED_NOW: Cell<Option<NaiveDateTime>> = const { Cell::new(None) };
+}
+
+/// Sets [`PINNED_NOW`] for the lifetime of the guard.
+struct PinnedNow(Option<NaiveDateTime>);
+
+impl PinnedNow {
+    fn set(now: Option<NaiveDateTime>) -> Self {
+        PinnedNow(PINNED_NOW.with(|c| c.replace(now)))
+    }
+}
+
+impl Drop for PinnedNow {
+    fn drop(&mut self) {
+        PINNED_NOW.with(|c| c.set(self.0));
+    }
+}
+
+/// Marks an error raised by the template's `raise_exception`, so it can be
+/// told apart from engine errors of the same minijinja kind.
+#[derive(Debug)]
+struct RaisedByTemplate;
+
+impl std::fmt::Display for RaisedByTemplate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("raised by the chat template")
+    }
+}
+
+impl std::error::Error for RaisedByTemplate {}
+
+impl ChatTemplate {
+    /// Compiles a template source. Fails with [`TemplateError::Syntax`] when
+    /// the source is not valid Jinja.
+    pub fn new(source: &str) -> Result<ChatTemplate, TemplateError> {
+        let mut env = Environment::new();
+        let syntax = SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(false)
+            .build()
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        env.set_syntax(syntax);
+        env.set_unknown_method_callback(python_methods);
+        env.set_formatter(python_formatter);
+        env.add_function("raise_exception", raise_exception);
+        env.add_function("strftime_now", strftime_now);
+        env.add_filter("tojson", crate::pyjson::tojson_filter);
+        env.add_test("iterable", is_iterable);
+        env.add_template_owned(TEMPLATE_NAME, strip_generation_tags(source))
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        Ok(ChatTemplate { env })
+    }
+
+    /// Renders one conversation.
+    ///
+    /// Errors: [`TemplateError::Raised`] when the template calls
+    /// `raise_exception`, [`TemplateError::Render`] when the engine fails,
+    /// [`TemplateError::Input`] for an empty conversation.
+    pub fn render(&self, input: &RenderInput) -> Result<String, TemplateError> {
+        if input.messages.is_empty() {
+            return Err(TemplateError::Input(
+                "the conversation is empty: a chat template needs at least one message".into(),
+            ));
+        }
+        if input.continue_final_message && input.add_generation_prompt {
+            return Err(TemplateError::Input(
+                "continue_final_message and add_generation_prompt cannot both be set: \
+                 the first continues the last message, the second opens a new one"
+                    .into(),
+            ));
+        }
+        let messages: Vec<Value> = input.messages.iter().map(normalize_message).collect();
+
+        let mut ctx = Map::new();
+        ctx.insert("messages".into(), Value::Array(messages.clone()));
+        ctx.insert("tools".into(), Value::Null);
+        ctx.insert("documents".into(), Value::Null);
+        ctx.insert(
+            "add_generation_prompt".into(),
+            Value::Bool(input.add_generation_prompt),
+        );
+        for (k, v) in &input.special_tokens {
+            ctx.insert(k.clone(), v.clone());
+        }
+        if let Some(bos) = &input.bos_token {
+            ctx.insert("bos_token".into(), Value::String(bos.clone()));
+        }
+        if let Some(eos) = &input.eos_token {
+            ctx.insert("eos_token".into(), Value::String(eos.clone()));
+        }
+        for (k, v) in &input.extra {
+            if k != "messages" {
+                ctx.insert(k.clone(), v.clone());
+            }
+        }
+
+        let template = self
+            .env
+            .get_template(TEMPLATE_NAME)
+            .map_err(|e| TemplateError::Syntax(describe(&e)))?;
+        let _pin = PinnedNow::set(input.now);
+        let rendered = template
+            .render(JValue::from(minijinja::value::Serde(&ctx)))
+            .map_err(classify)?;
+        if input.continue_final_message {
+            continue_final_message(rendered, &messages)
+        } else {
+            Ok(rendered)
+        }
+    }
+}
+
+/// Drops `null`-valued keys and aliases the reasoning fields, as
+/// transformers normalises messages before rendering.
+fn normalize_message(message: &Value) -> Value {
+    let Value::Object(obj) = message else {
+        return message.clone();
+    };
+    let mut out: Map<String, Value> = obj
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let reasoning = ["reasoning_content", "thinking", "reasoning"]
+        .iter()
+        .find_map(|k| out.get(*k).cloned());
+    if let Some(r) = reasoning {
+        out.entry("thinking").or_insert_with(|| r.clone());
+        out.entry("reasoning_content").or_insert(r);
+    }
+    Value::Object(out)
+}
+
+/// transformers' `continue_final_message`: cut the rendering right after the
+/// last message's text.
+fn continue_final_message(rendered: String, messages: &[Value]) -> Result<String, TemplateError> {
+    let last = messages.last().and_then(|m| m.get("content"));
+    let text = match last {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(blocks)) => blocks
+            .iter()
+            .rev()
+            .find_map(|b| b.get("text").and_then(Value::as_str))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                TemplateError::Input(
+                    "continue_final_message is set but the final message has no text block to continue"
+                        .into(),
+                )
+            })?,
+        _ => {
+            return Err(TemplateError::Input(
+                "continue_final_message is set but the final message has no text content".into(),
+            ))
+        }
+    };
+    let stripped = crate::pystr::strip(&text);
+    let Some(pos) = rendered.rfind(stripped) else {
+        return Err(TemplateError::Input(
+            "continue_final_message is set but the final message does not appear in the rendered \
+             chat; the template may change message text"
+                .into(),
+        ));
+    };
+    let lstripped = crate::pystr::lstrip(&text);
+    let end = if rendered[pos..].starts_with(&text) && text.len() == lstripped.len() {
+        pos + lstripped.len()
+    } else {
+        pos + stripped.len()
+    };
+    let mut rendered = rendered;
+    rendered.truncate(end);
+    Ok(rendered)
+}
+
+/// Replaces transformers' `{% generation %}` / `{% endgeneration %}` tags
+/// (which mark assistant tokens for training masks and render their body
+/// unchanged) by an always-true `if` block with the same whitespace control.
+fn strip_generation_tags(source: &str) -> String {
+    static TAG: std::sync::OnceLock<regex::Regex> = std::sync::OnceLock::new();
+    let re = TAG.get_or_init(|| {
+        regex::Regex::new(r"\{%(-?)\s*(end)?generation\s*(-?)%\}")
+            .expect("the generation-tag pattern is a valid regex")
+    });
+    if !source.contains("generation") {
+        return source.to_owned();
+    }
+    re.replace_all(source, |c: &regex::Captures<'_>| {
+        let body = if c.get(2).is_some() {
+            "endif"
+        } else {
+            "if true"
+        };
+        format!("{{%{} {} {}%}}", &c[1], body, &c[3])
+    })
+    .into_owned()
+}
+
+/// Maps a minijinja error to a [`TemplateError`].
+fn classify(err: JError) -> TemplateError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(e) = source {
+        if let Some(j) = e.downcast_ref::<JError>() {
+            if std::error::Error::source(j)
+                .is_some_and(|s| s.downcast_ref::<RaisedByTemplate>().is_some())
+            {
+                return TemplateError::Raised(j.detail().unwrap_or_default().to_owned());
+            }
+        }
+        source = e.source();
+    }
+    match err.kind() {
+        JErrorKind::SyntaxError | JErrorKind::BadEscape | JErrorKind::UnknownBlock => {
+            TemplateError::Syntax(describe(&err))
+        }
+        _ => TemplateError::Render(describe(&err)),
+    }
+}
+
+/// One line describing a minijinja error: what, and where in the template.
+fn describe(err: &JError) -> String {
+    let mut s = match err.detail() {
+        Some(d) => format!("{}: {d}", err.kind()),
+        None => err.kind().to_string(),
+    };
+    if let Some(line) = err.line() {
+        let _ = write!(s, " (template line {line})");
+    }
+    s
+}
+
+/// `raise_exception(message)`: fails the render with the template's message.
+fn raise_exception(message: JValue) -> Result<JValue, JError> {
+    let text = match message.as_str() {
+        Some(s) => s.to_owned(),
+        None => message.to_string(),
+    };
+    Err(JError::new(JErrorKind::InvalidOperation, text).with_source(RaisedByTemplate))
+}
+
+/// `strftime_now(format)`: the current (or pinned) local time formatted with
+/// Python's strftime codes.
+fn strftime_now(format: &str) -> Result<JValue, JError> {
+    let now = PINNED_NOW
+        .with(Cell::get)
+        .unwrap_or_else(|| chrono::Local::now().naive_local());
+    crate::pystr::strftime(&now, format)
+        .map(JValue::from)
+        .map_err(|e| JError::new(JErrorKind::InvalidOperation, e))
+}
+
+/// jinja2's `iterable` test: `none` is not iterable; undefined is (it
+/// iterates as empty); anything minijinja can iterate is.
+fn is_iterable(value: &JValue) -> bool {
+    if value.is_none() {
+        return false;
+    }
+    value.is_undefined() || value.try_iter().is_ok()
+}
+
+/// Prints values as Python does: floats in `repr` form (`1e+20`, `1e-07`),
+/// everything else as minijinja's default formatter does (which already
+/// prints `None`, `True`, lists and dicts the Python way).
+fn python_formatter(
+    out: &mut minijinja::Output,
+    state: &mut State<'_, '_>,
+    value: &JValue,
+) -> Result<(), JError> {
+    if value.kind() == ValueKind::Number && !value.is_integer() {
+        if let Ok(f) = f64::try_from(value.clone()) {
+            return out.write_str(&crate::pyjson::float_repr(f)).map_err(|e| {
+                JError::new(JErrorKind::WriteFailure, "output write failed").with_source(e)
+            });
+        }
+    }
+    minijinja::escape_formatter(out, state, value)
+}
+
+/// Python methods on values: minijinja-contrib's pycompat set, plus
+/// `str.rsplit`, which it lacks.
+fn python_methods(
+    state: &mut State<'_, '_>,
+    value: &JValue,
+    method: &str,
+    args: &[JValue],
+) -> Result<JValue, JError> {
+    if method == "rsplit" {
+        if let Some(s) = value.as_str() {
+            return rsplit(s, args);
+        }
+    }
+    minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
+}
+
+/// `str.rsplit(sep=None, maxsplit=-1)`.
+fn rsplit(s: &str, args: &[JValue]) -> Result<JValue, JError> {
+    let (sep, maxsplit, kwargs): (Option<Option<&str>>, Option<i64>, Kwargs) =
+        minijinja::value::from_args(args)?;
+    let sep = match sep {
+        Some(x) => x,
+        None => kwargs.get::<Option<&str>>("sep")?,
+    };
+    let maxsplit = match maxsplit {
+        Some(n) => n,
+        None => kwargs.get::<Option<i64>>("maxsplit")?.unwrap_or(-1),
+    };
+    kwargs.assert_all_used()?;
+    let parts = crate::pystr::rsplit(s, sep, maxsplit)
+        .map_err(|e| JError::new(JErrorKind::InvalidOperation, e))?;
+    Ok(JValue::from(parts))
+}
