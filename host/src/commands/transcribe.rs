@@ -1,14 +1,165 @@
-//! `clemhost transcribe` (not written yet).
+//! `clemhost transcribe`: a readable `transcript.html` for every episode.
 
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
+use crate::results::{self, files};
 use clap::Args;
+use serde_json::Value;
+use std::path::PathBuf;
 
 /// Options of this command.
 #[derive(Debug, Args)]
-pub struct TranscribeArgs {}
+pub struct TranscribeArgs {
+    /// Only episodes of this game.
+    #[arg(short = 'g', long = "game", value_name = "GAME")]
+    pub game: Option<String>,
+    /// The results directory.
+    #[arg(
+        short = 'r',
+        long = "results-dir",
+        value_name = "DIR",
+        default_value = "results"
+    )]
+    pub results_dir: PathBuf,
+}
+
+/// Escapes text for HTML.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:60em;margin:2em auto}
+.msg{border-radius:8px;padding:6px 10px;margin:6px 0;white-space:pre-wrap}
+.gm-to-player{background:#e8eefc;margin-right:30%}
+.player-to-gm{background:#e9f7e9;margin-left:30%}
+.gm-to-gm{background:#f4f4f4;font-style:italic;text-align:center}
+.head{font-size:80%;color:#555}
+.round{border-top:1px solid #ccc;margin-top:1em;padding-top:.5em;color:#777}";
+
+/// Renders one episode's interactions as HTML.
+pub fn render(interactions: &Value) -> String {
+    let meta = interactions.get("meta").cloned().unwrap_or(Value::Null);
+    let get = |k: &str| {
+        meta.get(k).map(|v| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    };
+    let title = format!(
+        "{} / {} / instance {}",
+        get("game_name").unwrap_or_default(),
+        get("experiment_name").unwrap_or_default(),
+        get("game_id").unwrap_or_default()
+    );
+    let mut html = format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style></head><body>\n<h1>{t}</h1>\n",
+        t = escape_html(&title)
+    );
+    if let Some(players) = interactions.get("players").and_then(Value::as_object) {
+        html.push_str("<ul>\n");
+        for (name, p) in players {
+            let role = p.get("game_role").and_then(Value::as_str).unwrap_or("");
+            let model = p.get("model_name").and_then(Value::as_str).unwrap_or("");
+            html.push_str(&format!(
+                "<li><b>{}</b>: {} ({})</li>\n",
+                escape_html(name),
+                escape_html(role),
+                escape_html(model)
+            ));
+        }
+        html.push_str("</ul>\n");
+    }
+    let rounds = interactions
+        .get("turns")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, round) in rounds.iter().enumerate() {
+        html.push_str(&format!("<div class=\"round\">Round {i}</div>\n"));
+        for e in round.as_array().into_iter().flatten() {
+            let from = e.get("from").and_then(Value::as_str).unwrap_or("");
+            let to = e.get("to").and_then(Value::as_str).unwrap_or("");
+            let kind = e
+                .pointer("/action/type")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let content = match e.pointer("/action/content") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            };
+            let class = match (from, to) {
+                ("GM", "GM") => "gm-to-gm",
+                ("GM", _) => "gm-to-player",
+                _ => "player-to-gm",
+            };
+            html.push_str(&format!(
+                "<div class=\"msg {class}\"><div class=\"head\">{} → {} · {}</div>{}</div>\n",
+                escape_html(from),
+                escape_html(to),
+                escape_html(kind),
+                escape_html(&content)
+            ));
+        }
+    }
+    html.push_str("</body></html>\n");
+    html
+}
 
 /// Runs the command.
-pub fn run(_global: &GlobalArgs, _args: &TranscribeArgs) -> Result<Exit> {
-    Err(Error::msg("this command is not written yet"))
+pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
+    if !args.results_dir.is_dir() {
+        return Err(Error::msg(format!(
+            "no results directory {}; play a game first (clemhost run) or pass -r DIR",
+            args.results_dir.display()
+        )));
+    }
+    let mut written = 0usize;
+    let mut failed = 0usize;
+    for dir in results::find_episodes(&args.results_dir) {
+        let path = dir.join(files::INTERACTIONS);
+        let interactions = match results::read_json(&path) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        if let Some(g) = &args.game {
+            if interactions
+                .pointer("/meta/game_name")
+                .and_then(Value::as_str)
+                != Some(g)
+            {
+                continue;
+            }
+        }
+        results::write_atomic(
+            &dir.join(files::TRANSCRIPT),
+            render(&interactions).as_bytes(),
+        )
+        .map_err(|e| Error::msg(e.to_string()))?;
+        written += 1;
+    }
+    println!(
+        "wrote {written} transcript(s) under {}",
+        args.results_dir.display()
+    );
+    Ok(if failed > 0 {
+        Exit::EpisodesFailed
+    } else {
+        Exit::Success
+    })
 }
