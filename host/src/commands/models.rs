@@ -1,17 +1,377 @@
-//! `clemhost models` (not written yet).
+//! `clemhost models`: list the registered models and resolve model arguments.
+//!
+//! `models list` shows every registry entry in lookup order with its
+//! backend, whether that backend's plugin is installed and whether the key
+//! it needs is present. `models show SPEC` resolves a `-m` argument exactly
+//! as `clemhost run` does; with `--json` it prints the very object that goes
+//! to the plugin and into `experiment.json`.
 
 use crate::cli::GlobalArgs;
-use crate::error::{Error, Exit, Result};
-use clap::Subcommand;
+use crate::error::{Exit, Result};
+use crate::keys::{entry_requires_key, KeyStore};
+use crate::plugins::{self, Candidate};
+use crate::registry::{self, parse_model_arg, Registry, RegistryEntry, SHIPPED_SOURCE};
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
-    /// Not written yet.
-    List,
+    /// List the registered models: name, backend, whether its plugin is
+    /// installed and whether its key is present.
+    List(ListArgs),
+    /// Resolve a model argument (a name, or a JSON object in which ' may
+    /// stand for ") and show the entry and where it came from.
+    Show(ShowArgs),
+}
+
+/// Options of `models list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only models of this backend.
+    #[arg(long, value_name = "BACKEND")]
+    pub backend: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `models show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model argument, as for `clemhost run -m`: `gpt-4o`, or
+    /// `{'model_name':'gpt-4o','model_config':{'extra_body':{'top_k':20}}}`.
+    pub spec: String,
+    /// Print only the resolved spec as JSON (what the plugin receives).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Runs the command.
-pub fn run(_global: &GlobalArgs, _cmd: &ModelsCommand) -> Result<Exit> {
-    Err(Error::msg("this command is not written yet"))
+pub fn run(global: &GlobalArgs, cmd: &ModelsCommand) -> Result<Exit> {
+    match cmd {
+        ModelsCommand::List(args) => list(global, args),
+        ModelsCommand::Show(args) => show(global, args),
+    }
+}
+
+/// Which key section a backend reads and whether it cannot run without it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyNeed {
+    /// The key.json section.
+    pub key_name: String,
+    /// The backend refuses to start without it.
+    pub required: bool,
+}
+
+/// What clemhost's own backends need when their plugin cannot tell (it is
+/// not installed): the remote ones read the section named after them,
+/// `huggingface_local` reads `huggingface` for gated models only.
+pub fn default_key_need(backend: &str) -> Option<KeyNeed> {
+    let (key_name, required) = match backend {
+        "openai" | "openai_compatible" | "anthropic" | "cohere" | "mistral" | "google"
+        | "openrouter" | "slurk" => (backend, true),
+        "huggingface_local" => ("huggingface", false),
+        _ => return None,
+    };
+    Some(KeyNeed {
+        key_name: key_name.to_string(),
+        required,
+    })
+}
+
+/// The key needs of installed plugins, from their manifests. Each plugin is
+/// opened in a child process (`clemhost __probe`), so a broken plugin cannot
+/// take the listing down; plugins that fail to open are left out.
+fn probe_key_needs(
+    candidates: &[Candidate],
+    backends: &[&str],
+) -> BTreeMap<String, Option<KeyNeed>> {
+    let mut needs = BTreeMap::new();
+    let Ok(exe) = std::env::current_exe() else {
+        return needs;
+    };
+    let pending: Vec<_> = candidates
+        .iter()
+        .filter(|c| backends.contains(&c.backend.as_str()))
+        .filter(|c| plugins::check_trust(&c.path).is_ok())
+        .filter_map(|c| {
+            plugins::probe::spawn_probe(&exe, &c.path)
+                .ok()
+                .map(|p| (c.backend.clone(), p))
+        })
+        .collect();
+    for (backend, probe) in pending {
+        if let Some(manifest) = probe.finish().manifest {
+            let caps = manifest.capabilities;
+            let need = caps.key_name.map(|key_name| KeyNeed {
+                key_name,
+                required: caps.requires_key,
+            });
+            needs.insert(backend, need);
+        }
+    }
+    needs
+}
+
+/// The key state of one entry, for the listing.
+#[derive(Clone, Debug, Serialize)]
+struct KeyState {
+    /// The key.json section.
+    name: String,
+    /// Whether a non-blank api_key is available.
+    present: bool,
+    /// Whether the model cannot run without it.
+    required: bool,
+    /// Where it comes from (a file path or `$VAR`), never the secret.
+    source: Option<String>,
+}
+
+fn key_state(
+    need: Option<&KeyNeed>,
+    entry: &Map<String, Value>,
+    keys: &KeyStore,
+) -> Option<KeyState> {
+    let need = need?;
+    Some(KeyState {
+        name: need.key_name.clone(),
+        present: keys.has_key(&need.key_name),
+        required: need.required || entry_requires_key(entry),
+        source: keys
+            .has_key(&need.key_name)
+            .then(|| keys.source(&need.key_name).map(|s| s.to_string()))
+            .flatten(),
+    })
+}
+
+fn key_column(state: Option<&KeyState>) -> String {
+    match state {
+        None => "-".into(),
+        Some(k) if k.present => format!("yes ({})", k.name),
+        Some(k) if k.required => format!("MISSING ({})", k.name),
+        Some(k) => format!("no ({}, optional)", k.name),
+    }
+}
+
+fn source_label(source: &str) -> String {
+    if source == SHIPPED_SOURCE {
+        "builtin (shipped with clemhost)".into()
+    } else if source == registry::PLAYER_SOURCE {
+        "built-in player".into()
+    } else {
+        source.to_string()
+    }
+}
+
+#[derive(Serialize)]
+struct ListedModel {
+    model_name: String,
+    backend: String,
+    plugin_installed: bool,
+    plugin: Option<String>,
+    key: Option<KeyState>,
+    source: String,
+    lookup_source: Value,
+}
+
+fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
+    let registry = Registry::load(global)?;
+    let keys = KeyStore::load()?;
+    let entries: Vec<&RegistryEntry> = registry
+        .entries()
+        .iter()
+        .filter(|e| args.backend.as_deref().is_none_or(|b| e.backend() == b))
+        .collect();
+    let candidates = plugins::discover(global);
+    let mut backends: Vec<&str> = entries.iter().map(|e| e.backend()).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    let probed = probe_key_needs(&candidates, &backends);
+    let rows: Vec<ListedModel> = entries
+        .iter()
+        .map(|e| {
+            let plugin = candidates.iter().find(|c| c.backend == e.backend());
+            let need = match probed.get(e.backend()) {
+                Some(need) => need.clone(),
+                None => default_key_need(e.backend()),
+            };
+            ListedModel {
+                model_name: e.model_name().to_string(),
+                backend: e.backend().to_string(),
+                plugin_installed: plugin.is_some(),
+                plugin: plugin.map(|c| c.path.display().to_string()),
+                key: key_state(need.as_ref(), &e.spec, &keys),
+                source: e.location(),
+                lookup_source: e.spec.get("lookup_source").cloned().unwrap_or(Value::Null),
+            }
+        })
+        .collect();
+    if args.json {
+        let out = serde_json::json!({
+            "registries": registry.files(),
+            "key_file": keys.file().map(|p| p.display().to_string()),
+            "models": rows,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("plain JSON values serialise")
+        );
+        return Ok(Exit::Success);
+    }
+    if rows.is_empty() {
+        match &args.backend {
+            Some(b) => println!("no registered model uses backend '{b}'"),
+            None => println!("no registered models"),
+        }
+    } else {
+        let table: Vec<[String; 5]> = rows
+            .iter()
+            .map(|r| {
+                [
+                    r.model_name.clone(),
+                    r.backend.clone(),
+                    if r.plugin_installed {
+                        "yes".into()
+                    } else {
+                        "no".into()
+                    },
+                    key_column(r.key.as_ref()),
+                    source_label(&r.source),
+                ]
+            })
+            .collect();
+        print_table(&["MODEL", "BACKEND", "PLUGIN", "KEY", "FROM"], &table);
+    }
+    println!();
+    println!(
+        "registries: {}",
+        if registry.files().is_empty() {
+            "none".to_string()
+        } else {
+            registry
+                .files()
+                .iter()
+                .map(|f| source_label(f))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
+    println!(
+        "key file: {}",
+        keys.file().map_or_else(
+            || "none found (environment variables only)".to_string(),
+            |p| p.display().to_string()
+        )
+    );
+    Ok(Exit::Success)
+}
+
+fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<Exit> {
+    let registry = Registry::load(global)?;
+    let query = parse_model_arg(&args.spec);
+    let resolved = registry.resolve(&query)?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Value::Object(resolved.spec.clone()))
+                .expect("plain JSON values serialise")
+        );
+        return Ok(Exit::Success);
+    }
+    println!("model_name: {}", resolved.model_name());
+    if resolved.is_builtin() {
+        println!(
+            "backend:    {} (built into clemhost, no plugin)",
+            resolved.backend()
+        );
+        println!("from:       built-in player (no registry entry is read)");
+    } else {
+        let plugin = plugins::discover(global)
+            .into_iter()
+            .find(|c| c.backend == resolved.backend());
+        match &plugin {
+            Some(c) => println!("backend:    {} (plugin {})", resolved.backend(), c.path.display()),
+            None => println!(
+                "backend:    {} (no plugin installed; `clemhost plugins list` shows the search path)",
+                resolved.backend()
+            ),
+        }
+        let location = registry
+            .first_unifying(&query)
+            .map(|(e, _)| e.location())
+            .unwrap_or_else(|| resolved.source.clone());
+        println!(
+            "from:       {}",
+            source_label_with_location(&resolved.source, &location)
+        );
+        let keys = KeyStore::load()?;
+        let need = match &plugin {
+            Some(c) => probe_key_needs(std::slice::from_ref(c), &[resolved.backend()])
+                .remove(resolved.backend())
+                .unwrap_or_else(|| default_key_need(resolved.backend())),
+            None => default_key_need(resolved.backend()),
+        };
+        match key_state(need.as_ref(), &resolved.spec, &keys) {
+            None => println!("key:        none needed"),
+            Some(k) if k.present => println!(
+                "key:        \"{}\" present ({})",
+                k.name,
+                k.source.as_deref().unwrap_or("?")
+            ),
+            Some(k) if k.required => {
+                let hint = match keys.require_for(resolved.backend(), &k.name) {
+                    Err(e) => e.to_string(),
+                    Ok(_) => String::new(),
+                };
+                println!("key:        \"{}\" MISSING: {hint}", k.name);
+            }
+            Some(k) => println!("key:        \"{}\" not set (optional)", k.name),
+        }
+    }
+    println!("spec (sent to the plugin and written to experiment.json):");
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&Value::Object(resolved.spec))
+            .expect("plain JSON values serialise")
+    );
+    Ok(Exit::Success)
+}
+
+fn source_label_with_location(source: &str, location: &str) -> String {
+    if source == SHIPPED_SOURCE {
+        match location.strip_prefix(SHIPPED_SOURCE) {
+            Some(pos) if !pos.is_empty() => {
+                format!("builtin registry shipped with clemhost (model_registry.json{pos})")
+            }
+            _ => "builtin registry shipped with clemhost".into(),
+        }
+    } else {
+        location.to_string()
+    }
 }
