@@ -1,0 +1,340 @@
+//! One HTTP client per model handle: connection settings, credentials, and a
+//! POST that honours the host's cancel flag and deadline.
+
+use crate::error::{invalid_response, status_error, transport_error};
+use clemhost_plugin_sdk::serde_json::{self, Value};
+use clemhost_plugin_sdk::{BackendError, Ctx, ErrorKind, ModelConfig};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use std::time::Duration;
+
+/// How often a waiting request looks at the host's cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// How long establishing a connection may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connection settings of one model, read from its key section and
+/// registry entry by [`Endpoint::from_config`].
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The provider's name for messages (e.g. `OpenAI`).
+    pub provider: &'static str,
+    /// The key.json section, for messages (e.g. `openai`).
+    pub key_name: &'static str,
+    /// The API key, if the key section has one.
+    api_key: Option<String>,
+    /// The URL that request paths are appended to, without a trailing slash.
+    pub base_url: String,
+    /// Whether TLS certificates are checked (on unless explicitly opted out).
+    pub verify_tls: bool,
+    /// An extra trusted root certificate (PEM file).
+    pub ca_cert: Option<String>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("provider", &self.provider)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("verify_tls", &self.verify_tls)
+            .field("ca_cert", &self.ca_cert)
+            .finish()
+    }
+}
+
+/// The field that turns TLS certificate checks off (credentials or `model_config`).
+pub const INSECURE_FIELD: &str = "insecure_skip_tls_verify";
+/// The field naming an extra trusted root certificate, a PEM file.
+pub const CA_CERT_FIELD: &str = "ca_cert";
+
+fn flag(config: &ModelConfig, field: &str) -> Result<bool, BackendError> {
+    let from_credentials = config.credentials.as_ref().and_then(|c| c.get(field));
+    match from_credentials.or_else(|| config.model_config().get(field)) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => Err(BackendError::invalid_request(format!(
+            "`{field}` must be true or false, found {other}"
+        ))),
+    }
+}
+
+impl Endpoint {
+    /// Reads `api_key`, `base_url` (default `default_base_url`),
+    /// [`INSECURE_FIELD`] and [`CA_CERT_FIELD`] from the model's configuration.
+    ///
+    /// With `require_key`, a missing `api_key` is an `auth` error naming the
+    /// key.json section (the key itself is never printed).
+    pub fn from_config(
+        config: &ModelConfig,
+        provider: &'static str,
+        key_name: &'static str,
+        default_base_url: Option<&str>,
+        require_key: bool,
+    ) -> Result<Endpoint, BackendError> {
+        let api_key = config.credential("api_key").map(str::to_string);
+        if require_key && api_key.is_none() {
+            let why = if config.credentials.is_none() {
+                format!("there is no `{key_name}` section in key.json")
+            } else {
+                format!("the `{key_name}` section of key.json has no `api_key`")
+            };
+            return Err(BackendError::new(
+                ErrorKind::Auth,
+                format!(
+                    "{provider} needs an API key, but {why}; add {{\"{key_name}\": {{\"api_key\": \"...\"}}}} to key.json"
+                ),
+            ));
+        }
+        let base_url = match (config.credential("base_url"), default_base_url) {
+            (Some(url), _) => url.trim().trim_end_matches('/').to_string(),
+            (None, Some(url)) => url.to_string(),
+            (None, None) => {
+                return Err(BackendError::invalid_request(format!(
+                    "{provider} needs a server address: add \"base_url\" (e.g. \"http://127.0.0.1:8000/v1\") to the `{key_name}` section of key.json"
+                )))
+            }
+        };
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(BackendError::invalid_request(format!(
+                "`base_url` in the `{key_name}` section of key.json must start with http:// or https://, found {base_url:?}"
+            )));
+        }
+        let ca_cert = config
+            .credential(CA_CERT_FIELD)
+            .or_else(|| config.model_config().get(CA_CERT_FIELD).and_then(Value::as_str))
+            .map(str::to_string);
+        Ok(Endpoint {
+            provider,
+            key_name,
+            api_key,
+            base_url,
+            verify_tls: !flag(config, INSECURE_FIELD)?,
+            ca_cert,
+        })
+    }
+
+    /// The API key, if there is one.
+    pub fn api_key(&self) -> Option<&str> {
+        self.api_key.as_deref()
+    }
+
+    /// Whether the server is this machine (then no proxy is used).
+    fn is_loopback(&self) -> bool {
+        let rest = self
+            .base_url
+            .split_once("://")
+            .map(|(_, r)| r)
+            .unwrap_or(&self.base_url);
+        rest.starts_with("127.") || rest.starts_with("localhost") || rest.starts_with("[::1]")
+    }
+}
+
+/// A header sent with every request; `secret` ones are never logged by reqwest.
+pub struct Header {
+    /// Header name (lower case).
+    pub name: &'static str,
+    /// Header value.
+    pub value: String,
+    /// Whether the value is a credential.
+    pub secret: bool,
+}
+
+impl Header {
+    /// A header carrying a credential.
+    pub fn secret(name: &'static str, value: impl Into<String>) -> Header {
+        Header {
+            name,
+            value: value.into(),
+            secret: true,
+        }
+    }
+
+    /// A header carrying no secret.
+    pub fn plain(name: &'static str, value: impl Into<String>) -> Header {
+        Header {
+            name,
+            value: value.into(),
+            secret: false,
+        }
+    }
+}
+
+/// The answer of a successful call: parsed JSON and the raw bytes.
+#[derive(Debug)]
+pub struct JsonAnswer {
+    /// The body parsed as JSON.
+    pub json: Value,
+    /// The body as received (for error excerpts).
+    pub raw: Vec<u8>,
+}
+
+/// An HTTP client bound to one endpoint (pools its connections).
+pub struct HttpClient {
+    client: reqwest::Client,
+    endpoint: Endpoint,
+}
+
+impl HttpClient {
+    /// Builds the client with the endpoint's TLS settings and fixed headers.
+    pub fn new(endpoint: Endpoint, headers: Vec<Header>) -> Result<HttpClient, BackendError> {
+        let mut map = HeaderMap::new();
+        map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for h in headers {
+            let mut value = HeaderValue::from_str(&h.value).map_err(|_| {
+                BackendError::invalid_request(format!(
+                    "a value for the `{}` header (from the `{}` key.json section) contains characters HTTP headers cannot carry",
+                    h.name, endpoint.key_name
+                ))
+            })?;
+            value.set_sensitive(h.secret);
+            map.insert(HeaderName::from_static(h.name), value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(map)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .user_agent(concat!("clemhost/", env!("CARGO_PKG_VERSION")));
+        if endpoint.is_loopback() {
+            builder = builder.no_proxy();
+        }
+        if !endpoint.verify_tls {
+            log::warn!(
+                "TLS certificate verification is OFF for {} ({}), as `{INSECURE_FIELD}` asks",
+                endpoint.provider,
+                endpoint.base_url
+            );
+            builder = builder.danger_accept_invalid_certs(true);
+        }
+        if let Some(path) = &endpoint.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| {
+                BackendError::invalid_request(format!(
+                    "cannot read `{CA_CERT_FIELD}` file {path}: {e}"
+                ))
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                BackendError::invalid_request(format!(
+                    "`{CA_CERT_FIELD}` file {path} is not a PEM certificate: {e}"
+                ))
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder.build().map_err(|e| {
+            BackendError::internal(format!(
+                "could not build the HTTP client for {}: {e}",
+                endpoint.provider
+            ))
+        })?;
+        Ok(HttpClient { client, endpoint })
+    }
+
+    /// The endpoint this client talks to.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// POSTs `body` as JSON to `base_url + path` and reads a JSON answer.
+    ///
+    /// Exactly one attempt: the host retries retryable errors. Returns early
+    /// with `cancelled` or `timeout` when the host's flag or deadline says so.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &Value,
+        ctx: &Ctx<'_>,
+    ) -> Result<JsonAnswer, BackendError> {
+        ctx.check()?;
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| BackendError::internal(format!("request body: {e}")))?;
+        let url = format!("{}{path}", self.endpoint.base_url);
+        let request = self.client.post(url).body(bytes);
+        let provider = self.endpoint.provider;
+        let exchange = async {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| transport_error(provider, &e))?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let raw = response
+                .bytes()
+                .await
+                .map_err(|e| transport_error(provider, &e))?
+                .to_vec();
+            if !(200..300).contains(&status) {
+                return Err(status_error(provider, status, retry_after.as_deref(), &raw));
+            }
+            if raw.iter().all(u8::is_ascii_whitespace) {
+                return Err(invalid_response(provider, "empty body", &raw));
+            }
+            let json: Value = serde_json::from_slice(&raw).map_err(|e| {
+                invalid_response(provider, &format!("not JSON: {e}"), &raw)
+            })?;
+            Ok(JsonAnswer { json, raw })
+        };
+        with_ctx(ctx, provider, exchange).await
+    }
+
+    /// GETs a URL (e.g. an image to inline) and returns the bytes and content type.
+    pub async fn get_bytes(
+        &self,
+        url: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<(Vec<u8>, Option<String>), BackendError> {
+        let request = self.client.get(url);
+        let fetch = async {
+            let response = request.send().await.map_err(|e| {
+                BackendError::invalid_request(format!("cannot download image {url}: {e}"))
+            })?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(BackendError::invalid_request(format!(
+                    "cannot download image {url}: HTTP {status}"
+                )));
+            }
+            let content_type = response
+                .headers()
+                .get(CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let bytes = response.bytes().await.map_err(|e| {
+                BackendError::invalid_request(format!("cannot download image {url}: {e}"))
+            })?;
+            Ok((bytes.to_vec(), content_type))
+        };
+        with_ctx(ctx, self.endpoint.provider, fetch).await
+    }
+}
+
+/// Runs `work` until it finishes, the host cancels, or the deadline passes.
+async fn with_ctx<T>(
+    ctx: &Ctx<'_>,
+    provider: &str,
+    work: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    let cancelled = async {
+        loop {
+            if ctx.is_cancelled() {
+                return;
+            }
+            tokio::time::sleep(CANCEL_POLL).await;
+        }
+    };
+    let deadline = async {
+        match ctx.deadline() {
+            Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = work => result,
+        () = cancelled => Err(BackendError::new(ErrorKind::Cancelled, "cancelled by the host")),
+        () = deadline => Err(BackendError::new(
+            ErrorKind::Timeout,
+            format!("no answer from {provider} before the deadline"),
+        )),
+    }
+}

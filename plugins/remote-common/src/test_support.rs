@@ -1,0 +1,448 @@
+//! Test and benchmark helpers (feature `test-support`): a fake HTTP server on
+//! 127.0.0.1, a log capture, a locator for built plugin libraries, and the
+//! fault checks every remote plugin runs.
+//!
+//! The server is deliberately small: HTTP/1.1 with keep-alive and
+//! `Content-Length` bodies, one thread per connection, `TCP_NODELAY` on and
+//! each answer written in one piece (so Nagle's algorithm and delayed ACKs
+//! add no latency that would be blamed on the client).
+
+use clemhost_plugin_sdk::serde_json::{self, Value};
+use clemhost_plugin_sdk::{
+    Backend, BackendError, Ctx, ErrorKind, GenerateRequest, Message, ModelConfig,
+};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// One request as the fake server received it.
+#[derive(Clone, Debug)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The request target (path and query).
+    pub path: String,
+    /// Headers with lower-cased names, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body bytes.
+    pub body: Vec<u8>,
+}
+
+impl RecordedRequest {
+    /// The first header of that (case-insensitive) name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON (`Value::Null` if it is not JSON).
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// What the fake server answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// A status, extra headers and a body.
+    Http {
+        /// Status code.
+        status: u16,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+        /// Body bytes (sent with `Content-Type: application/json`).
+        body: Vec<u8>,
+    },
+    /// Reset the connection (TCP RST) instead of answering.
+    Reset,
+    /// Wait, then answer.
+    Delayed(Duration, Box<Reply>),
+}
+
+impl Reply {
+    /// `200 OK` with a JSON body.
+    pub fn json(value: Value) -> Reply {
+        Reply::Http {
+            status: 200,
+            headers: Vec::new(),
+            body: value.to_string().into_bytes(),
+        }
+    }
+
+    /// Any status with a raw body.
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply::Http {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// Adds a header (only to [`Reply::Http`]).
+    pub fn with_header(mut self, name: &str, value: &str) -> Reply {
+        if let Reply::Http { headers, .. } = &mut self {
+            headers.push((name.to_string(), value.to_string()));
+        }
+        self
+    }
+
+    /// The same answer after `delay`.
+    pub fn after(self, delay: Duration) -> Reply {
+        Reply::Delayed(delay, Box::new(self))
+    }
+}
+
+type Handler = dyn Fn(&RecordedRequest) -> Reply + Send + Sync;
+
+/// A fake HTTP server on 127.0.0.1 that records requests and answers with a
+/// handler. Stops when dropped.
+pub struct FakeServer {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakeServer {
+    /// Starts a server on a free port.
+    pub fn start(handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) -> FakeServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 always works");
+        let addr = listener.local_addr().expect("a bound listener has an address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        {
+            let requests = Arc::clone(&requests);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let requests = Arc::clone(&requests);
+                    let handler = Arc::clone(&handler);
+                    std::thread::spawn(move || serve_connection(stream, &requests, &*handler));
+                }
+            });
+        }
+        FakeServer {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    /// A server that always gives the same answer.
+    pub fn always(reply: Reply) -> FakeServer {
+        FakeServer::start(move |_| reply.clone())
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.requests
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<RecordedRequest> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    Some(RecordedRequest {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    }
+}
+
+fn serve_connection(stream: TcpStream, requests: &Mutex<Vec<RecordedRequest>>, handler: &Handler) {
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(stream);
+    while let Some(request) = read_request(&mut reader) {
+        let mut reply = handler(&request);
+        if let Ok(mut all) = requests.lock() {
+            all.push(request);
+        }
+        while let Reply::Delayed(delay, inner) = reply {
+            std::thread::sleep(delay);
+            reply = *inner;
+        }
+        match reply {
+            Reply::Http {
+                status,
+                headers,
+                body,
+            } => {
+                let mut out = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                    reason(status),
+                    body.len()
+                );
+                for (k, v) in headers {
+                    out.push_str(&format!("{k}: {v}\r\n"));
+                }
+                out.push_str("\r\n");
+                let mut bytes = out.into_bytes();
+                bytes.extend_from_slice(&body);
+                if writer.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+            Reply::Reset => {
+                let _ = socket2::SockRef::from(&writer).set_linger(Some(Duration::ZERO));
+                return;
+            }
+            Reply::Delayed(..) => unreachable!("delays were unwrapped above"),
+        }
+    }
+}
+
+/// Collects every `log` record of this process (in-process tests only: a
+/// plugin opened through the ABI logs to the host instead).
+pub fn capture_logs() -> &'static Mutex<String> {
+    struct Capture(Mutex<String>);
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            if let Ok(mut s) = self.0.lock() {
+                s.push_str(&format!("{} {}: {}\n", record.level(), record.target(), record.args()));
+            }
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: OnceLock<Capture> = OnceLock::new();
+    let capture = CAPTURE.get_or_init(|| Capture(Mutex::new(String::new())));
+    if log::set_logger(capture).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+    &capture.0
+}
+
+/// The path of a built plugin library (`lib<name>.so`) next to the running
+/// test or example binary (cargo puts cdylibs in the profile directory and
+/// its `deps/`).
+pub fn plugin_library(name: &str) -> Option<PathBuf> {
+    let file = format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    );
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .flat_map(|dir| [dir.join(&file), dir.join("deps").join(&file)])
+        .find(|p| p.is_file())
+}
+
+/// A model config for tests: an entry with `model_id`, credentials as given.
+pub fn test_config(model_id: &str, credentials: Value, model_config: Option<Value>) -> ModelConfig {
+    let mut spec = serde_json::Map::new();
+    spec.insert("model_name".into(), Value::String(format!("test-{model_id}")));
+    spec.insert("model_id".into(), Value::String(model_id.to_string()));
+    if let Some(mc) = model_config {
+        spec.insert("model_config".into(), mc);
+    }
+    ModelConfig {
+        spec,
+        credentials: credentials.as_object().cloned(),
+        ..ModelConfig::default()
+    }
+}
+
+/// A request with one user message and a timeout.
+pub fn user_request(text: &str, timeout: Option<Duration>) -> GenerateRequest {
+    GenerateRequest {
+        request_id: "test-1".into(),
+        messages: vec![Message::new("user", text)],
+        gen_args: None,
+        timeout_ms: timeout.map(|t| t.as_millis() as u64),
+    }
+}
+
+/// The error a model gives against a server that always answers `reply`.
+pub fn error_against<B: Backend>(
+    config_for: &dyn Fn(&str) -> ModelConfig,
+    reply: Reply,
+    timeout: Duration,
+) -> BackendError {
+    let server = FakeServer::always(reply);
+    let model = match B::create(config_for(&server.base_url())) {
+        Ok(m) => m,
+        Err(e) => return e,
+    };
+    let ctx = Ctx::new(None, Some(timeout));
+    match model.generate(user_request("hello", Some(timeout)), &ctx) {
+        Ok(g) => panic!("expected an error, got a generation: {:?}", g.text),
+        Err(e) => e,
+    }
+}
+
+/// Runs the faults every remote plugin must map to typed errors, and checks
+/// that `secret` (the api key the config carries) appears in none of them
+/// nor in the captured log.
+///
+/// `config_for(base_url)` builds the plugin's config against the fake
+/// server; `empty_answer` is a well-formed provider answer with nothing in
+/// it (no choices, no content blocks, no candidates).
+pub fn check_faults<B: Backend>(
+    config_for: &dyn Fn(&str) -> ModelConfig,
+    empty_answer: Value,
+    secret: &str,
+) {
+    let logs = capture_logs();
+    let quick = Duration::from_secs(10);
+    let mut errors = Vec::new();
+
+    let e = error_against::<B>(config_for, Reply::status(401, r#"{"error":{"message":"invalid api key"}}"#), quick);
+    assert_eq!(e.kind, ErrorKind::Auth, "401: {e}");
+    assert!(!e.kind.is_retryable());
+    errors.push(e);
+
+    let e = error_against::<B>(config_for, Reply::status(403, r#"{"error":"forbidden"}"#), quick);
+    assert_eq!(e.kind, ErrorKind::Auth, "403: {e}");
+    errors.push(e);
+
+    let e = error_against::<B>(
+        config_for,
+        Reply::status(429, r#"{"error":{"message":"slow down"}}"#).with_header("Retry-After", "3"),
+        quick,
+    );
+    assert_eq!(e.kind, ErrorKind::RateLimited, "429: {e}");
+    assert_eq!(e.retry_after_ms, Some(3000), "Retry-After: 3 is 3000 ms");
+    errors.push(e);
+
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+    let e = error_against::<B>(
+        config_for,
+        Reply::status(429, "{}").with_header("Retry-After", &date),
+        quick,
+    );
+    assert_eq!(e.kind, ErrorKind::RateLimited, "429 with a date: {e}");
+    let ms = e.retry_after_ms.expect("an HTTP-date Retry-After gives a delay");
+    assert!((100_000..=120_000).contains(&ms), "about two minutes, got {ms} ms");
+    errors.push(e);
+
+    let e = error_against::<B>(config_for, Reply::status(500, r#"{"error":"boom"}"#), quick);
+    assert_eq!(e.kind, ErrorKind::Unavailable, "500: {e}");
+    assert!(e.kind.is_retryable());
+    errors.push(e);
+
+    let e = error_against::<B>(config_for, Reply::Reset, quick);
+    assert_eq!(e.kind, ErrorKind::Unavailable, "reset: {e}");
+    errors.push(e);
+
+    let e = error_against::<B>(
+        config_for,
+        Reply::json(empty_answer.clone()).after(Duration::from_secs(3)),
+        Duration::from_millis(300),
+    );
+    assert_eq!(e.kind, ErrorKind::Timeout, "slow answer: {e}");
+    errors.push(e);
+
+    let e = error_against::<B>(config_for, Reply::status(200, "{\"choices\": [tru"), quick);
+    assert_eq!(e.kind, ErrorKind::InvalidResponse, "invalid JSON: {e}");
+    assert!(e.message.contains("[tru"), "the message quotes the body: {e}");
+    errors.push(e);
+
+    let e = error_against::<B>(config_for, Reply::status(200, ""), quick);
+    assert_eq!(e.kind, ErrorKind::InvalidResponse, "empty body: {e}");
+    errors.push(e);
+
+    let e = error_against::<B>(config_for, Reply::json(empty_answer.clone()), quick);
+    assert_eq!(e.kind, ErrorKind::InvalidResponse, "empty answer: {e}");
+    assert!(
+        e.message.contains(&empty_answer.to_string()[..10.min(empty_answer.to_string().len())]),
+        "the message quotes the answer: {e}"
+    );
+    errors.push(e);
+
+    // A cancelled call returns promptly with `cancelled`.
+    let server = FakeServer::always(Reply::json(empty_answer).after(Duration::from_secs(5)));
+    let model = B::create(config_for(&server.base_url())).expect("the model opens");
+    let flag = std::sync::atomic::AtomicU8::new(0);
+    let e = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            flag.store(1, Ordering::Relaxed);
+        });
+        let ctx = Ctx::new(Some(&flag), None);
+        model
+            .generate(user_request("hello", None), &ctx)
+            .expect_err("a cancelled call fails")
+    });
+    assert_eq!(e.kind, ErrorKind::Cancelled, "cancel: {e}");
+    errors.push(e);
+
+    for e in &errors {
+        let text = serde_json::to_string(e).unwrap_or_default();
+        assert!(!text.contains(secret), "the api key leaked into an error: {text}");
+    }
+    let log = logs.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(!log.contains(secret), "the api key leaked into the log");
+}
