@@ -303,7 +303,8 @@ fn clear_episode_dir(dir: &std::path::Path) -> Result<(), ResultsError> {
             || name == files::SCORES
             || name == files::TRANSCRIPT
             || name.ends_with(".requests.json")
-            || name == "requests.json";
+            || name == "requests.json"
+            || (name.starts_with('.') && name.ends_with(".tmp"));
         if stale {
             let p = entry.path();
             std::fs::remove_file(&p).map_err(|source| ResultsError::Write { path: p, source })?;
