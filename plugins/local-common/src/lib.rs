@@ -18,6 +18,9 @@
 //! - [`clean`]: the output cleaning steps (prompt removal, split prefix, pad
 //!   purge, `eos_to_cull`, chain-of-thought split), with the fix for
 //!   clemcore bug #118.
+//! - `hub` (feature `hub`): `huggingface_id` → files, from a local
+//!   directory or the Hub through the standard HF cache.
+//! - [`gguf`]: a GGUF file's metadata (chat template, BOS/EOS token texts).
 //! - [`pystr`]: the Python string behaviour the others need (`strip`,
 //!   `rsplit`, `strftime`).
 //!
@@ -41,6 +44,9 @@
 
 pub mod clean;
 pub mod context;
+pub mod gguf;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod messages;
 mod pyjson;
 pub mod pystr;

@@ -469,3 +469,140 @@ fn rsplit(s: &str, args: &[JValue]) -> Result<JValue, JError> {
         .map_err(|e| JError::new(JErrorKind::InvalidOperation, e))?;
     Ok(JValue::from(parts))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(src: &str, input: &RenderInput) -> Result<String, TemplateError> {
+        ChatTemplate::new(src)?.render(input)
+    }
+
+    fn hi() -> RenderInput {
+        RenderInput::new(vec![json!({"role": "user", "content": "hi"})])
+    }
+
+    #[test]
+    fn raise_exception_is_told_apart_from_engine_errors() {
+        let raised = render("{{ raise_exception('Roles must alternate') }}", &hi());
+        assert_eq!(
+            raised,
+            Err(TemplateError::Raised("Roles must alternate".into()))
+        );
+        let engine = render("{{ functions() }}", &hi());
+        assert!(
+            matches!(engine, Err(TemplateError::Render(_))),
+            "{engine:?}"
+        );
+        // an engine error of the same minijinja kind is still not "raised"
+        let other = render("{{ 'a' is nosuchtest }}", &hi());
+        assert!(
+            other.as_ref().is_err_and(|e| e.raised_message().is_none()),
+            "{other:?}"
+        );
+        let syntax = ChatTemplate::new("{% for %}");
+        assert!(matches!(syntax, Err(TemplateError::Syntax(_))));
+    }
+
+    #[test]
+    fn raise_inside_a_macro_keeps_its_message() {
+        let src = "{% macro check(m) %}{% if m.role != 'user' %}{{ raise_exception('bad role ' ~ m.role) }}{% endif %}{% endmacro %}{% for m in messages %}{{ check(m) }}{% endfor %}";
+        let input = RenderInput::new(vec![json!({"role": "tool", "content": "x"})]);
+        assert_eq!(
+            render(src, &input),
+            Err(TemplateError::Raised("bad role tool".into()))
+        );
+    }
+
+    #[test]
+    fn pinned_clock_and_missing_tokens() {
+        let mut input = hi();
+        input.now = NaiveDateTime::parse_from_str("2025-03-14T09:26:53", "%Y-%m-%dT%H:%M:%S").ok();
+        assert_eq!(
+            render(
+                "{{ strftime_now('%B %d, %Y') }}|{{ bos_token is defined }}|{{ tools is none }}",
+                &input
+            )
+            .unwrap(),
+            "March 14, 2025|False|True"
+        );
+        input.bos_token = Some(String::new());
+        assert_eq!(
+            render("{{ bos_token is defined }}", &input).unwrap(),
+            "True"
+        );
+    }
+
+    #[test]
+    fn whitespace_follows_transformers() {
+        let src = "{% for m in messages %}\n    {{ m.content }}\n{% endfor %}\n";
+        assert_eq!(render(src, &hi()).unwrap(), "    hi\n");
+    }
+
+    #[test]
+    fn python_behaviour() {
+        let input = RenderInput::new(vec![
+            json!({"role": "user", "content": " a,b,c ", "x": null}),
+        ]);
+        let src = "{{ messages[0].content.strip().rsplit(',', 1) }}|{{ messages[0].x is defined }}|{{ none is iterable }}|{{ {'k': '<v>'} | tojson }}|{{ 1e-7 }}";
+        assert_eq!(
+            render(src, &input).unwrap(),
+            r#"['a,b', 'c']|False|False|{"k": "<v>"}|1e-07"#
+        );
+    }
+
+    #[test]
+    fn generation_tags_render_their_body() {
+        let src =
+            "{% for m in messages %}{% generation %}{{ m.content }}{% endgeneration %}{% endfor %}";
+        assert_eq!(render(src, &hi()).unwrap(), "hi");
+    }
+
+    #[test]
+    fn continue_final_message_cuts_after_the_last_content() {
+        let src = "{% for m in messages %}<{{ m.role }}>{{ m.content }}</s>\n{% endfor %}";
+        let mut input = RenderInput::new(vec![
+            json!({"role": "user", "content": "q"}),
+            json!({"role": "assistant", "content": "<think>"}),
+        ]);
+        input.continue_final_message = true;
+        assert_eq!(
+            render(src, &input).unwrap(),
+            "<user>q</s>\n<assistant><think>"
+        );
+        input.add_generation_prompt = true;
+        assert!(matches!(render(src, &input), Err(TemplateError::Input(_))));
+    }
+
+    #[test]
+    fn reasoning_fields_are_aliased_and_empty_input_refused() {
+        let input = RenderInput::new(vec![
+            json!({"role": "assistant", "content": "a", "reasoning": "r"}),
+        ]);
+        assert_eq!(
+            render(
+                "{{ messages[0].thinking }}{{ messages[0].reasoning_content }}",
+                &input
+            )
+            .unwrap(),
+            "rr"
+        );
+        assert!(matches!(
+            render("x", &RenderInput::default()),
+            Err(TemplateError::Input(_))
+        ));
+    }
+
+    #[test]
+    fn extra_variables_override_tokens_but_not_messages() {
+        let mut input = hi();
+        input.eos_token = Some("</s>".into());
+        input.extra.insert("eos_token".into(), json!("E"));
+        input.extra.insert("messages".into(), json!([]));
+        assert_eq!(
+            render("{{ eos_token }}{{ messages | length }}", &input).unwrap(),
+            "E1"
+        );
+    }
+}
