@@ -3,6 +3,7 @@
 
 mod util;
 
+mod check_hf;
 mod keys;
 mod plugins;
 mod registry;
