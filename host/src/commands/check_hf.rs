@@ -88,21 +88,23 @@ pub struct TokenizerFacts {
     pub context_size: Option<u64>,
 }
 
-struct Loaded {
+/// A model's tokenizer facts and template, as the local backends read them.
+pub(crate) struct Loaded {
     /// `huggingface_local` or `llamacpp`.
-    backend: &'static str,
+    pub(crate) backend: &'static str,
     /// The directory or file actually read.
-    location: PathBuf,
-    template: Option<String>,
-    bos: Option<String>,
-    eos: Option<String>,
-    facts: TokenizerFacts,
+    pub(crate) location: PathBuf,
+    pub(crate) template: Option<String>,
+    pub(crate) bos: Option<String>,
+    pub(crate) eos: Option<String>,
+    pub(crate) facts: TokenizerFacts,
     tokenizer: Option<tokenizers::Tokenizer>,
     /// For GGUF: the file name inside its directory.
     gguf_file: Option<String>,
 }
 
-fn load(model: &str) -> Result<Loaded> {
+/// Loads a model's facts from a Hub id, a local folder or a `.gguf` file.
+pub(crate) fn load(model: &str) -> Result<Loaded> {
     let path = Path::new(model);
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
         return load_gguf(path);
@@ -259,7 +261,8 @@ fn load_gguf(path: &Path) -> Result<Loaded> {
     })
 }
 
-fn render(
+/// Renders `messages` with the model's template and special tokens.
+pub(crate) fn render(
     template: &ChatTemplate,
     loaded: &Loaded,
     messages: &[Message],

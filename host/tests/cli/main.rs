@@ -4,6 +4,7 @@
 mod util;
 
 mod check_hf;
+mod doctor;
 mod keys;
 mod plugins;
 mod registry;
