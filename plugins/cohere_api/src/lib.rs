@@ -53,7 +53,9 @@ impl Provider for Chat {
                 } else {
                     let mut parts = vec![json!({ "type": "text", "text": t.content })];
                     for image in &t.images {
-                        parts.push(json!({ "type": "image_url", "image_url": { "url": image.to_url() } }));
+                        parts.push(
+                            json!({ "type": "image_url", "image_url": { "url": image.to_url() } }),
+                        );
                     }
                     json!({ "role": t.role, "content": parts })
                 }
@@ -74,9 +76,7 @@ impl Provider for Chat {
 
     fn answer(&self, response: &Value) -> Result<Answer, BackendError> {
         let bad = |what: &str| invalid_json_response("Cohere", what, response);
-        let message = response
-            .get("message")
-            .ok_or_else(|| bad("no `message`"))?;
+        let message = response.get("message").ok_or_else(|| bad("no `message`"))?;
         let role = message.get("role").and_then(Value::as_str).unwrap_or("");
         if role != "assistant" {
             return Err(bad(&format!(

@@ -101,7 +101,10 @@ impl Provider for GenerateContent {
         let mut body = Map::new();
         body.insert("contents".into(), Value::Array(contents));
         if let Some(text) = system.filter(|s| !s.is_empty()) {
-            body.insert("systemInstruction".into(), json!({ "parts": [{ "text": text }] }));
+            body.insert(
+                "systemInstruction".into(),
+                json!({ "parts": [{ "text": text }] }),
+            );
         }
         let mut config = Map::new();
         config.insert("temperature".into(), json!(gen_args.temperature));

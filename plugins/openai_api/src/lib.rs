@@ -39,7 +39,8 @@ impl Backend for OpenAi {
     }
 
     fn create(config: ModelConfig) -> Result<Self, BackendError> {
-        let endpoint = Endpoint::from_config(&config, "OpenAI", KEY_NAME, Some(DEFAULT_BASE_URL), true)?;
+        let endpoint =
+            Endpoint::from_config(&config, "OpenAI", KEY_NAME, Some(DEFAULT_BASE_URL), true)?;
         let mut headers = vec![Header::secret(
             "authorization",
             format!("Bearer {}", endpoint.api_key().unwrap_or_default()),

@@ -39,7 +39,13 @@ impl Backend for OpenAiCompatible {
     }
 
     fn create(config: ModelConfig) -> Result<Self, BackendError> {
-        let endpoint = Endpoint::from_config(&config, "the OpenAI-compatible server", KEY_NAME, None, false)?;
+        let endpoint = Endpoint::from_config(
+            &config,
+            "the OpenAI-compatible server",
+            KEY_NAME,
+            None,
+            false,
+        )?;
         let headers = match endpoint.api_key() {
             Some(key) => vec![Header::secret("authorization", format!("Bearer {key}"))],
             None => Vec::new(),

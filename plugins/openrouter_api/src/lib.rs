@@ -46,8 +46,13 @@ impl Backend for OpenRouter {
     }
 
     fn create(config: ModelConfig) -> Result<Self, BackendError> {
-        let endpoint =
-            Endpoint::from_config(&config, "OpenRouter", KEY_NAME, Some(DEFAULT_BASE_URL), true)?;
+        let endpoint = Endpoint::from_config(
+            &config,
+            "OpenRouter",
+            KEY_NAME,
+            Some(DEFAULT_BASE_URL),
+            true,
+        )?;
         let headers = vec![Header::secret(
             "authorization",
             format!("Bearer {}", endpoint.api_key().unwrap_or_default()),

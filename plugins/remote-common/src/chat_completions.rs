@@ -63,11 +63,9 @@ impl ChatCompletions {
         let max_completion_tokens = match config.model_config().get(MAX_COMPLETION_TOKENS_FIELD) {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(other) => {
-                return Err(BackendError::invalid_request(format!(
-                    "`model_config.{MAX_COMPLETION_TOKENS_FIELD}` must be true or false, found {other}"
-                )))
-            }
+            Some(other) => return Err(BackendError::invalid_request(format!(
+                "`model_config.{MAX_COMPLETION_TOKENS_FIELD}` must be true or false, found {other}"
+            ))),
         };
         Ok(ChatCompletions {
             provider,
@@ -260,7 +258,11 @@ mod tests {
         let err = provider(true, false, PassArgs::All)
             .body(&[turn("user", "hi")], &args)
             .unwrap_err();
-        assert!(err.message.contains("temperature above 0"), "{}", err.message);
+        assert!(
+            err.message.contains("temperature above 0"),
+            "{}",
+            err.message
+        );
         args.temperature = 1.0;
         let reasoning = provider(true, false, PassArgs::All)
             .body(&[turn("user", "hi")], &args)

@@ -101,7 +101,12 @@ impl Endpoint {
         }
         let ca_cert = config
             .credential(CA_CERT_FIELD)
-            .or_else(|| config.model_config().get(CA_CERT_FIELD).and_then(Value::as_str))
+            .or_else(|| {
+                config
+                    .model_config()
+                    .get(CA_CERT_FIELD)
+                    .and_then(Value::as_str)
+            })
             .map(str::to_string);
         Ok(Endpoint {
             provider,
@@ -270,9 +275,8 @@ impl HttpClient {
             if raw.iter().all(u8::is_ascii_whitespace) {
                 return Err(invalid_response(provider, "empty body", &raw));
             }
-            let json: Value = serde_json::from_slice(&raw).map_err(|e| {
-                invalid_response(provider, &format!("not JSON: {e}"), &raw)
-            })?;
+            let json: Value = serde_json::from_slice(&raw)
+                .map_err(|e| invalid_response(provider, &format!("not JSON: {e}"), &raw))?;
             Ok(JsonAnswer { json, raw })
         };
         with_ctx(ctx, provider, exchange).await

@@ -86,11 +86,13 @@ fn inline_from_bytes(
 ) -> Result<Image, BackendError> {
     let media_type = sniff_media_type(bytes)
         .map(str::to_string)
-        .or_else(|| declared.filter(|t| t.starts_with("image/")).map(str::to_string))
+        .or_else(|| {
+            declared
+                .filter(|t| t.starts_with("image/"))
+                .map(str::to_string)
+        })
         .ok_or_else(|| {
-            BackendError::invalid_request(format!(
-                "{origin} is not a PNG, JPEG, GIF or WebP image"
-            ))
+            BackendError::invalid_request(format!("{origin} is not a PNG, JPEG, GIF or WebP image"))
         })?;
     Ok(Image::Inline {
         media_type,
@@ -104,7 +106,9 @@ fn parse_data_url(url: &str) -> Result<Image, BackendError> {
         BackendError::invalid_request("an image data URL has no `,` before its data")
     })?;
     let media_type = meta.strip_suffix(";base64").ok_or_else(|| {
-        BackendError::invalid_request("an image data URL must be base64 (`data:image/...;base64,...`)")
+        BackendError::invalid_request(
+            "an image data URL must be base64 (`data:image/...;base64,...`)",
+        )
     })?;
     Ok(Image::Inline {
         media_type: media_type.to_string(),
@@ -140,7 +144,11 @@ pub async fn as_inline_image(
         parse_data_url(reference)
     } else if reference.starts_with("http://") || reference.starts_with("https://") {
         let (bytes, content_type) = client.get_bytes(reference, ctx).await?;
-        inline_from_bytes(&bytes, content_type.as_deref(), &format!("image URL {reference}"))
+        inline_from_bytes(
+            &bytes,
+            content_type.as_deref(),
+            &format!("image URL {reference}"),
+        )
     } else {
         read_file(reference)
     }

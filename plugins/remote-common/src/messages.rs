@@ -105,7 +105,8 @@ mod tests {
     fn images_are_read_from_strings_and_lists() {
         let mut msg = m("user", "look");
         assert!(images_of(&msg).unwrap().is_empty());
-        msg.extra.insert("image".into(), json!(["a.png", "http://x/b.jpg"]));
+        msg.extra
+            .insert("image".into(), json!(["a.png", "http://x/b.jpg"]));
         assert_eq!(images_of(&msg).unwrap(), vec!["a.png", "http://x/b.jpg"]);
         msg.extra.insert("image".into(), json!(3));
         assert!(images_of(&msg).is_err());

@@ -79,7 +79,11 @@ pub struct RemoteModel<P: Provider> {
 
 impl<P: Provider> RemoteModel<P> {
     /// A model for `config`, talking through `client` in `provider`'s format.
-    pub fn new(config: &ModelConfig, client: HttpClient, provider: P) -> Result<Self, BackendError> {
+    pub fn new(
+        config: &ModelConfig,
+        client: HttpClient,
+        provider: P,
+    ) -> Result<Self, BackendError> {
         Ok(RemoteModel {
             client,
             provider,

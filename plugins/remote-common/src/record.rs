@@ -73,7 +73,10 @@ mod tests {
             format_timedelta(Duration::from_secs(2 * 86_400 + 5)),
             "2 days, 0:00:05"
         );
-        assert_eq!(format_timedelta(Duration::from_secs(86_400)), "1 day, 0:00:00");
+        assert_eq!(
+            format_timedelta(Duration::from_secs(86_400)),
+            "1 day, 0:00:00"
+        );
     }
 
     #[test]

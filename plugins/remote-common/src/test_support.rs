@@ -110,9 +110,13 @@ pub struct FakeServer {
 
 impl FakeServer {
     /// Starts a server on a free port.
-    pub fn start(handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static) -> FakeServer {
+    pub fn start(
+        handler: impl Fn(&RecordedRequest) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0 always works");
-        let addr = listener.local_addr().expect("a bound listener has an address");
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let requests = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
@@ -150,10 +154,7 @@ impl FakeServer {
 
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        self.requests
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default()
+        self.requests.lock().map(|r| r.clone()).unwrap_or_default()
     }
 }
 
@@ -270,7 +271,12 @@ pub fn capture_logs() -> &'static Mutex<String> {
         }
         fn log(&self, record: &log::Record) {
             if let Ok(mut s) = self.0.lock() {
-                s.push_str(&format!("{} {}: {}\n", record.level(), record.target(), record.args()));
+                s.push_str(&format!(
+                    "{} {}: {}\n",
+                    record.level(),
+                    record.target(),
+                    record.args()
+                ));
             }
         }
         fn flush(&self) {}
@@ -303,7 +309,10 @@ pub fn plugin_library(name: &str) -> Option<PathBuf> {
 /// A model config for tests: an entry with `model_id`, credentials as given.
 pub fn test_config(model_id: &str, credentials: Value, model_config: Option<Value>) -> ModelConfig {
     let mut spec = serde_json::Map::new();
-    spec.insert("model_name".into(), Value::String(format!("test-{model_id}")));
+    spec.insert(
+        "model_name".into(),
+        Value::String(format!("test-{model_id}")),
+    );
     spec.insert("model_id".into(), Value::String(model_id.to_string()));
     if let Some(mc) = model_config {
         spec.insert("model_config".into(), mc);
@@ -359,12 +368,20 @@ pub fn check_faults<B: Backend>(
     let quick = Duration::from_secs(10);
     let mut errors = Vec::new();
 
-    let e = error_against::<B>(config_for, Reply::status(401, r#"{"error":{"message":"invalid api key"}}"#), quick);
+    let e = error_against::<B>(
+        config_for,
+        Reply::status(401, r#"{"error":{"message":"invalid api key"}}"#),
+        quick,
+    );
     assert_eq!(e.kind, ErrorKind::Auth, "401: {e}");
     assert!(!e.kind.is_retryable());
     errors.push(e);
 
-    let e = error_against::<B>(config_for, Reply::status(403, r#"{"error":"forbidden"}"#), quick);
+    let e = error_against::<B>(
+        config_for,
+        Reply::status(403, r#"{"error":"forbidden"}"#),
+        quick,
+    );
     assert_eq!(e.kind, ErrorKind::Auth, "403: {e}");
     errors.push(e);
 
@@ -384,8 +401,13 @@ pub fn check_faults<B: Backend>(
         quick,
     );
     assert_eq!(e.kind, ErrorKind::RateLimited, "429 with a date: {e}");
-    let ms = e.retry_after_ms.expect("an HTTP-date Retry-After gives a delay");
-    assert!((100_000..=120_000).contains(&ms), "about two minutes, got {ms} ms");
+    let ms = e
+        .retry_after_ms
+        .expect("an HTTP-date Retry-After gives a delay");
+    assert!(
+        (100_000..=120_000).contains(&ms),
+        "about two minutes, got {ms} ms"
+    );
     errors.push(e);
 
     let e = error_against::<B>(config_for, Reply::status(500, r#"{"error":"boom"}"#), quick);
@@ -407,7 +429,10 @@ pub fn check_faults<B: Backend>(
 
     let e = error_against::<B>(config_for, Reply::status(200, "{\"choices\": [tru"), quick);
     assert_eq!(e.kind, ErrorKind::InvalidResponse, "invalid JSON: {e}");
-    assert!(e.message.contains("[tru"), "the message quotes the body: {e}");
+    assert!(
+        e.message.contains("[tru"),
+        "the message quotes the body: {e}"
+    );
     errors.push(e);
 
     let e = error_against::<B>(config_for, Reply::status(200, ""), quick);
@@ -417,7 +442,8 @@ pub fn check_faults<B: Backend>(
     let e = error_against::<B>(config_for, Reply::json(empty_answer.clone()), quick);
     assert_eq!(e.kind, ErrorKind::InvalidResponse, "empty answer: {e}");
     assert!(
-        e.message.contains(&empty_answer.to_string()[..10.min(empty_answer.to_string().len())]),
+        e.message
+            .contains(&empty_answer.to_string()[..10.min(empty_answer.to_string().len())]),
         "the message quotes the answer: {e}"
     );
     errors.push(e);
@@ -441,8 +467,219 @@ pub fn check_faults<B: Backend>(
 
     for e in &errors {
         let text = serde_json::to_string(e).unwrap_or_default();
-        assert!(!text.contains(secret), "the api key leaked into an error: {text}");
+        assert!(
+            !text.contains(secret),
+            "the api key leaked into an error: {text}"
+        );
     }
     let log = logs.lock().map(|l| l.clone()).unwrap_or_default();
+    assert!(
+        log.contains("POST"),
+        "the capture sees the plugin's log records"
+    );
     assert!(!log.contains(secret), "the api key leaked into the log");
+}
+
+/// One exchange checked byte for byte: what the plugin must send and what
+/// it must make of the provider's answer.
+pub struct WireCase {
+    /// The call.
+    pub request: GenerateRequest,
+    /// The request path the provider expects (after the base URL's path).
+    pub path: String,
+    /// Headers that must be present with exactly these values.
+    pub headers: Vec<(&'static str, String)>,
+    /// The exact JSON body the provider expects.
+    pub body: Value,
+    /// The provider's answer (a fixture shaped like the real one).
+    pub answer: Value,
+    /// The text the game must see.
+    pub text: String,
+    /// `(prompt_tokens, completion_tokens)`, if the answer reports usage.
+    pub usage: Option<(u64, u64)>,
+}
+
+fn looks_like_python_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    (s.len() == 19 || s.len() == 26)
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b' '
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && (s.len() == 19 || (b[19] == b'.' && digits(20..26)))
+}
+
+fn looks_like_python_timedelta(s: &str) -> bool {
+    let (clock, frac) = match s.split_once('.') {
+        Some((c, f)) => (c, Some(f)),
+        None => (s, None),
+    };
+    let fields: Vec<&str> = clock.split(':').collect();
+    fields.len() == 3
+        && fields
+            .iter()
+            .all(|f| !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()))
+        && fields[1].len() == 2
+        && fields[2].len() == 2
+        && frac.is_none_or(|f| f.len() == 6 && f.bytes().all(|c| c.is_ascii_digit()))
+}
+
+/// Checks the recorded objects of a generation against a case: `prompt` is
+/// the body as sent, `response` the answer plus `clem_player`, `text` and
+/// `usage` as expected, and `secret` nowhere.
+pub fn check_generation(
+    generation: &clemhost_plugin_sdk::Generation,
+    case: &WireCase,
+    model_name: &str,
+    secret: &str,
+) {
+    assert_eq!(generation.text, case.text, "the answer text");
+    assert_eq!(
+        generation.prompt, case.body,
+        "the recorded prompt is the body as sent"
+    );
+    let mut response = generation.response.clone();
+    let player = response
+        .as_object_mut()
+        .and_then(|o| o.remove("clem_player"))
+        .expect("the response carries clem_player");
+    assert_eq!(
+        response, case.answer,
+        "the recorded response is the answer as received"
+    );
+    assert_eq!(player["response"], Value::String(case.text.clone()));
+    assert_eq!(player["model_name"], Value::String(model_name.to_string()));
+    let start = player["call_start"].as_str().unwrap_or_default();
+    assert!(looks_like_python_datetime(start), "call_start {start:?}");
+    let duration = player["call_duration"].as_str().unwrap_or_default();
+    assert!(
+        looks_like_python_timedelta(duration),
+        "call_duration {duration:?}"
+    );
+    assert_eq!(
+        generation
+            .usage
+            .as_ref()
+            .map(|u| (u.prompt_tokens, u.completion_tokens)),
+        case.usage,
+        "usage"
+    );
+    let all = serde_json::to_string(generation).unwrap_or_default();
+    assert!(
+        !all.contains(secret),
+        "the api key leaked into the generation"
+    );
+}
+
+fn check_sent(server: &FakeServer, case: &WireCase, base_path: &str) {
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "exactly one HTTP attempt");
+    let sent = &requests[0];
+    assert_eq!(sent.method, "POST");
+    assert_eq!(
+        sent.path,
+        format!("{base_path}{}", case.path),
+        "request path"
+    );
+    for (name, value) in &case.headers {
+        assert_eq!(sent.header(name), Some(value.as_str()), "header {name}");
+    }
+    assert_eq!(sent.header("content-type"), Some("application/json"));
+    assert_eq!(sent.json(), case.body, "request body");
+}
+
+/// Runs a case in-process: `config_for(base_url)` builds the model config;
+/// `base_path` is the path part the config appends to the server address.
+pub fn check_wire<B: Backend>(
+    config_for: &dyn Fn(&str) -> ModelConfig,
+    base_path: &str,
+    case: &WireCase,
+    secret: &str,
+) {
+    let server = FakeServer::always(Reply::json(case.answer.clone()));
+    let config = config_for(&server.base_url());
+    let model_name = config.model_name().to_string();
+    let model = B::create(config).expect("the model opens");
+    let generation = model
+        .generate(case.request.clone(), &Ctx::detached())
+        .expect("the call succeeds");
+    check_sent(&server, case, base_path);
+    check_generation(&generation, case, &model_name, secret);
+}
+
+/// Runs a case through the C ABI: opens the built plugin library `lib_name`
+/// with the host loader, checks its manifest, and repeats [`check_wire`];
+/// then checks that a 401 arrives as an `auth` error without the key.
+pub fn check_abi(
+    lib_name: &str,
+    backend: &str,
+    config_for: &dyn Fn(&str) -> ModelConfig,
+    base_path: &str,
+    case: &WireCase,
+    secret: &str,
+) {
+    use clemhost_plugin_sdk::host::Plugin;
+    let path = plugin_library(lib_name).unwrap_or_else(|| {
+        panic!(
+            "lib{lib_name}.so is not built next to the test binary; run `cargo test -p {lib_name}`"
+        )
+    });
+    let plugin = Plugin::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let manifest = plugin.manifest();
+    assert_eq!(manifest.backends, vec![backend.to_string()]);
+    let caps = &manifest.capabilities;
+    assert!(caps.remote && caps.concurrent_generate && caps.max_concurrency > 1);
+    assert_eq!(caps.key_name.as_deref(), Some(backend));
+
+    let server = FakeServer::always(Reply::json(case.answer.clone()));
+    let config = config_for(&server.base_url());
+    let model_name = config.model_name().to_string();
+    let model = plugin.create_model(&config).expect("the model opens");
+    let cancel = std::sync::atomic::AtomicU8::new(0);
+    let generation = model
+        .generate(&case.request, &cancel)
+        .expect("the call succeeds");
+    check_sent(&server, case, base_path);
+    check_generation(&generation, case, &model_name, secret);
+
+    let refusing = FakeServer::always(Reply::status(401, r#"{"error":{"message":"bad key"}}"#));
+    let model = plugin
+        .create_model(&config_for(&refusing.base_url()))
+        .expect("the model opens");
+    let err = model
+        .generate(&case.request, &cancel)
+        .expect_err("401 fails");
+    assert_eq!(err.kind, ErrorKind::Auth);
+    let text = serde_json::to_string(&err).unwrap_or_default();
+    assert!(
+        !text.contains(secret),
+        "the api key leaked into an error: {text}"
+    );
+}
+
+/// Checks that opening a model without `api_key` fails with `auth`, names
+/// the key section, and that an empty key section says so too.
+pub fn check_missing_key<B: Backend>(config_without_key: ModelConfig, key_name: &str) {
+    let err = match B::create(config_without_key) {
+        Ok(_) => panic!("a model without api_key must not open"),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind, ErrorKind::Auth, "{err}");
+    assert!(
+        err.message.contains(key_name),
+        "the message names the key section: {err}"
+    );
+    assert!(
+        err.message.contains("api_key"),
+        "the message names the field: {err}"
+    );
 }
