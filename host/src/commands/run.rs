@@ -176,4 +176,11 @@ fn print_summary(s: &RunSummary) {
     for (k, v) in rows {
         println!("  {k:<20} {v:>10}");
     }
+    if let Some(o) = s.host_overhead {
+        println!(
+            "  {:<20} {:>10}",
+            "host overhead/call",
+            format!("{} us", o.as_micros())
+        );
+    }
 }

@@ -38,7 +38,7 @@ pub struct CallStats {
     pub attempts: AtomicU64,
     /// Attempts that were retried.
     pub retries: AtomicU64,
-    /// Microseconds from the host starting a call to it getting the answer.
+    /// Microseconds from the host starting a timed call to it getting the answer.
     pub host_micros: AtomicU64,
     /// Microseconds the plugins said they spent (`timings.total_ms`), when known.
     pub plugin_micros: AtomicU64,
@@ -129,11 +129,11 @@ impl PluginModel {
         drop(permits);
         let elapsed = started.elapsed();
         self.stats.attempts.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .host_micros
-            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
         if let Ok(g) = &result {
             if let Some(total) = g.timings.as_ref().and_then(|t| t.total_ms) {
+                self.stats
+                    .host_micros
+                    .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
                 self.stats
                     .plugin_micros
                     .fetch_add((total * 1000.0) as u64, Ordering::Relaxed);

@@ -12,7 +12,6 @@
 //! - [`call::PluginModel`]: model calls with deadlines, retries and limits.
 
 pub mod call;
-mod glue;
 pub mod limits;
 mod progress;
 pub mod setup;
@@ -88,6 +87,9 @@ pub struct RunSummary {
     pub retries: u64,
     /// Wall time of the whole run.
     pub wall: Duration,
+    /// Mean time per plugin call spent in the host (thread, JSON, ABI,
+    /// limits) rather than in the plugin, when plugins report their timings.
+    pub host_overhead: Option<Duration>,
     /// The run directory.
     pub run_dir: PathBuf,
 }
@@ -248,6 +250,12 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
         }
     }
     summary.retries = plan.stats.retries.load(Ordering::Relaxed);
+    let timed = plan.stats.timed_calls.load(Ordering::Relaxed);
+    if timed > 0 {
+        let host = plan.stats.host_micros.load(Ordering::Relaxed);
+        let plugin = plan.stats.plugin_micros.load(Ordering::Relaxed);
+        summary.host_overhead = Some(Duration::from_micros(host.saturating_sub(plugin) / timed));
+    }
     let benchmark_end = Timestamp::now();
     let took = benchmark_end.since(&benchmark_start);
     games_entry.insert(

@@ -78,7 +78,7 @@ fn builtin(name: &str) -> Option<(PlayerModel, &'static str)> {
 }
 
 fn resolve(global: &GlobalArgs, arg: &str) -> Result<Resolved> {
-    let selector = super::glue::parse_model_arg(arg);
+    let selector = crate::registry::parse_model_arg(arg);
     let name = selector
         .get("model_name")
         .and_then(Value::as_str)
@@ -90,8 +90,12 @@ fn resolve(global: &GlobalArgs, arg: &str) -> Result<Resolved> {
         spec.insert("backend".into(), backend.into());
         return Ok(Resolved::Builtin(model, spec));
     }
-    let (spec, backend) = super::glue::resolve(global, &selector)?;
-    Ok(Resolved::Plugin { spec, backend })
+    let resolved = crate::registry::Registry::load(global)?.resolve(&selector)?;
+    let backend = resolved.backend().to_string();
+    Ok(Resolved::Plugin {
+        spec: resolved.spec,
+        backend,
+    })
 }
 
 /// Checks the options and opens everything the run needs.
@@ -166,6 +170,8 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
         ..RetryPolicy::default()
     };
     let stats = Arc::new(CallStats::default());
+    // Read only when a plugin model needs it, so `-m mock` never depends on key.json.
+    let mut keys: Option<crate::keys::KeyStore> = None;
 
     let mut models = Vec::new();
     let mut default_parallel = usize::MAX;
@@ -198,9 +204,14 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
                     .to_string();
                 let plugin = crate::plugins::load_backend(global, &backend)?;
                 let caps = plugin.manifest().capabilities.clone();
-                let credentials = match &caps.key_name {
-                    Some(k) => super::glue::credentials(k, caps.requires_key)?,
-                    None => None,
+                if keys.is_none() && caps.key_name.is_some() {
+                    keys = Some(crate::keys::KeyStore::load()?);
+                }
+                let keys = keys.as_ref();
+                let credentials = match (&caps.key_name, keys) {
+                    (Some(k), Some(ks)) if caps.requires_key => Some(ks.require_for(&backend, k)?),
+                    (Some(k), Some(ks)) => ks.credentials(k),
+                    _ => None,
                 };
                 let config = ModelConfig {
                     spec: spec.clone(),

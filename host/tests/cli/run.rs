@@ -293,6 +293,20 @@ fn score_eval_and_transcribe_over_a_run() {
     assert!(html.contains("GREET: Hello Ted!"));
 }
 
+/// A `model_registry.json` in the test's working directory with the test models.
+fn write_test_registry(env: &TestEnv) {
+    env.write(
+        "model_registry.json",
+        r#"[
+  {"model_name": "echo-greeter", "backend": "echo", "model_config": {"reply": "GREET: Hello {name}, welcome!"}},
+  {"model_name": "slow-echo", "backend": "echo", "model_config": {"latency_ms": 400}},
+  {"model_name": "flaky", "backend": "misbehave", "model_config": {"misbehave": "error", "error_kind": "unavailable"}},
+  {"model_name": "nokey", "backend": "misbehave", "model_config": {"misbehave": "error", "error_kind": "auth"}},
+  {"model_name": "stuck", "backend": "misbehave", "model_config": {"misbehave": "slow", "sleep_ms": 20000}}
+]"#,
+    );
+}
+
 fn plugin_dir() -> String {
     built_plugin("echo");
     built_plugin("misbehave");
@@ -303,7 +317,8 @@ fn plugin_dir() -> String {
 fn echo_model_that_follows_the_rules_wins_every_episode() {
     let dir = plugin_dir();
     let env = TestEnv::new();
-    let model = r#"{"model_name": "echo-greeter", "backend": "echo", "model_config": {"reply": "GREET: Hello {name}, welcome!"}}"#;
+    write_test_registry(&env);
+    let model = "echo-greeter";
     let out = env.run(&["--plugin-dir", &dir, "run", "-g", "hellogame", "-m", model]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(summary(&out, "success"), 10);
@@ -330,7 +345,8 @@ fn echo_model_that_follows_the_rules_wins_every_episode() {
 fn retryable_errors_are_retried_and_every_attempt_is_recorded() {
     let dir = plugin_dir();
     let env = TestEnv::new();
-    let model = r#"{"model_name": "flaky", "backend": "misbehave", "model_config": {"misbehave": "error", "error_kind": "unavailable"}}"#;
+    write_test_registry(&env);
+    let model = "flaky";
     let out = env.run(&[
         "--plugin-dir",
         &dir,
@@ -362,7 +378,7 @@ fn retryable_errors_are_retried_and_every_attempt_is_recorded() {
         .all(|c| c["call"]["error"]["kind"] == "unavailable"));
 
     // Authentication errors are not retried.
-    let model = r#"{"model_name": "nokey", "backend": "misbehave", "model_config": {"misbehave": "error", "error_kind": "auth"}}"#;
+    let model = "nokey";
     let out = env.run(&[
         "--plugin-dir",
         &dir,
@@ -386,11 +402,12 @@ fn retryable_errors_are_retried_and_every_attempt_is_recorded() {
 fn a_call_past_the_timeout_fails_its_episode_with_a_timeout() {
     let dir = plugin_dir();
     let env = TestEnv::new();
+    write_test_registry(&env);
     env.write(
         "one.json",
         r#"{"experiments": [{"name": "e", "game_instances": [{"game_id": 0, "prompt": "p", "target_name": "X"}]}]}"#,
     );
-    let model = r#"{"model_name": "stuck", "backend": "misbehave", "model_config": {"misbehave": "slow", "sleep_ms": 20000}}"#;
+    let model = "stuck";
     let out = env.run(&[
         "--plugin-dir",
         &dir,
@@ -418,8 +435,8 @@ fn a_call_past_the_timeout_fails_its_episode_with_a_timeout() {
 fn killed_run_leaves_whole_files_and_resume_finishes_the_rest() {
     let dir = plugin_dir();
     let env = TestEnv::new();
-    let model =
-        r#"{"model_name": "slow-echo", "backend": "echo", "model_config": {"latency_ms": 400}}"#;
+    write_test_registry(&env);
+    let model = "slow-echo";
     let mut child = env
         .cmd()
         .args([
