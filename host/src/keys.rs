@@ -298,8 +298,9 @@ impl KeyStore {
 
     /// The credentials for `key_name`, as they go to the plugin: the key
     /// file's section (with `organization` also given as `organisation`,
-    /// and a missing `api_key` taken from the environment), or, without a
-    /// section, `{"api_key": <value of the first set variable>}`.
+    /// and a missing, `null` or blank `api_key` taken from the environment
+    /// when a variable is set), or, without a section,
+    /// `{"api_key": <value of the first set variable>}`.
     pub fn credentials(&self, key_name: &str) -> Option<Map<String, Value>> {
         self.credentials_with_source(key_name).map(|(c, _)| c)
     }
@@ -330,7 +331,7 @@ impl KeyStore {
                 }
             }
             let mut source = CredentialSource::File(file.clone());
-            if matches!(creds.get("api_key"), None | Some(Value::Null)) {
+            if !has_api_key(&creds) {
                 if let Some((var, value)) = Self::env_key(key_name) {
                     creds.insert("api_key".into(), Value::String(value));
                     source = CredentialSource::FileAndEnv(file.clone(), var);
@@ -349,13 +350,21 @@ impl KeyStore {
         Some((creds, CredentialSource::Env(var)))
     }
 
-    /// Whether `key_name` has a usable (non-blank) `api_key`.
+    /// Whether there are credentials for `key_name` (a section or a
+    /// variable); see [`KeyStore::has_api_key`] for the secret itself.
     pub fn has_key(&self, key_name: &str) -> bool {
+        self.credentials(key_name).is_some()
+    }
+
+    /// Whether `key_name` has a usable (non-blank) `api_key`.
+    pub fn has_api_key(&self, key_name: &str) -> bool {
         self.credentials(key_name).is_some_and(|c| has_api_key(&c))
     }
 
     /// The credentials for `key_name`, or an error naming the files
-    /// searched and the environment variable that would also work.
+    /// searched and the environment variable that would also work. As in
+    /// clemcore, the section only has to exist: whether its fields suffice
+    /// (a non-blank `api_key`, a `base_url`) is for the plugin to say.
     pub fn require(&self, key_name: &str) -> crate::Result<Map<String, Value>> {
         self.require_for(key_name, key_name).map_err(Error::from)
     }
@@ -368,9 +377,7 @@ impl KeyStore {
         key_name: &str,
     ) -> Result<Map<String, Value>, KeyError> {
         if let Some(creds) = self.credentials(key_name) {
-            if has_api_key(&creds) {
-                return Ok(creds);
-            }
+            return Ok(creds);
         }
         let vars = env_vars_for(key_name);
         let env_hint = match vars {
@@ -381,31 +388,26 @@ impl KeyStore {
                 many.join(", ")
             ),
         };
-        let message = match (&self.file, self.sections.get(key_name)) {
-            (Some(file), Some(_)) => format!(
-                "backend '{backend}' needs a key, but section \"{key_name}\" of {} has no api_key (or an empty one); put the key there as \"api_key\"{env_hint}",
-                file.display()
+        let searched: Vec<String> = self
+            .searched
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        let used = match &self.file {
+            Some(f) => format!(
+                " (the one in use is {}, and has no \"{key_name}\" section)",
+                f.display()
             ),
-            _ => {
-                let searched: Vec<String> = self
-                    .searched
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect();
-                let used = match &self.file {
-                    Some(f) => format!(" (the one in use is {}, and has no \"{key_name}\" section)", f.display()),
-                    None => " (none of them exists)".to_string(),
-                };
-                format!(
-                    "backend '{backend}' needs a key: no \"{key_name}\" section in a key file; searched {}{used}. Add {{\"{key_name}\": {{\"api_key\": \"...\"}}}} to {}{env_hint}; see key.json.example",
-                    searched.join(", "),
-                    self.file
-                        .as_ref()
-                        .or(self.searched.first())
-                        .map_or_else(|| KEY_FILE.to_string(), |p| p.display().to_string()),
-                )
-            }
+            None => " (none of them exists)".to_string(),
         };
+        let message = format!(
+            "backend '{backend}' needs a key: no \"{key_name}\" section in a key file; searched {}{used}. Add {{\"{key_name}\": {{\"api_key\": \"...\"}}}} to {}{env_hint}; see key.json.example",
+            searched.join(", "),
+            self.file
+                .as_ref()
+                .or(self.searched.first())
+                .map_or_else(|| KEY_FILE.to_string(), |p| p.display().to_string()),
+        );
         Err(KeyError::Missing(message))
     }
 

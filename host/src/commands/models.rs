@@ -67,13 +67,13 @@ pub struct KeyNeed {
 }
 
 /// What clemhost's own backends need when their plugin cannot tell (it is
-/// not installed): the remote ones read the section named after them,
-/// `huggingface_local` reads `huggingface` for gated models only.
+/// not installed): the remote ones read the section named after them, the
+/// local ones read `huggingface` for gated models only.
 pub fn default_key_need(backend: &str) -> Option<KeyNeed> {
     let (key_name, required) = match backend {
         "openai" | "openai_compatible" | "anthropic" | "cohere" | "mistral" | "google"
         | "openrouter" | "slurk" => (backend, true),
-        "huggingface_local" => ("huggingface", false),
+        "huggingface_local" | "llamacpp" => ("huggingface", false),
         _ => return None,
     };
     Some(KeyNeed {
@@ -121,8 +121,10 @@ fn probe_key_needs(
 struct KeyState {
     /// The key.json section.
     name: String,
-    /// Whether a non-blank api_key is available.
+    /// Whether the section (or an environment variable) is there.
     present: bool,
+    /// Whether it holds a non-blank `api_key`.
+    api_key: bool,
     /// Whether the model cannot run without it.
     required: bool,
     /// Where it comes from (a file path or `$VAR`), never the secret.
@@ -138,6 +140,7 @@ fn key_state(
     Some(KeyState {
         name: need.key_name.clone(),
         present: keys.has_key(&need.key_name),
+        api_key: keys.has_api_key(&need.key_name),
         required: need.required || entry_requires_key(entry),
         source: keys
             .has_key(&need.key_name)
@@ -149,7 +152,8 @@ fn key_state(
 fn key_column(state: Option<&KeyState>) -> String {
     match state {
         None => "-".into(),
-        Some(k) if k.present => format!("yes ({})", k.name),
+        Some(k) if k.present && k.api_key => format!("yes ({})", k.name),
+        Some(k) if k.present => format!("yes ({}, no api_key)", k.name),
         Some(k) if k.required => format!("MISSING ({})", k.name),
         Some(k) => format!("no ({}, optional)", k.name),
     }
@@ -203,7 +207,11 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
                 plugin_installed: plugin.is_some(),
                 plugin: plugin.map(|c| c.path.display().to_string()),
                 key: key_state(need.as_ref(), &e.spec, &keys),
-                source: e.location(),
+                source: if e.source == SHIPPED_SOURCE {
+                    e.source.clone()
+                } else {
+                    e.location()
+                },
                 lookup_source: e.spec.get("lookup_source").cloned().unwrap_or(Value::Null),
             }
         })

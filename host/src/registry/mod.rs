@@ -454,7 +454,18 @@ impl Registry {
         if self.files.is_empty() {
             "no registry was read: pass --registry FILE, add ./model_registry.json, or drop --no-default-registry".into()
         } else {
-            format!("registries read: {}", self.files.join(", "))
+            let files: Vec<String> = self
+                .files
+                .iter()
+                .map(|f| {
+                    if f == SHIPPED_SOURCE {
+                        format!("{SHIPPED_SOURCE} (shipped with clemhost)")
+                    } else {
+                        f.clone()
+                    }
+                })
+                .collect();
+            format!("registries read: {}", files.join(", "))
         }
     }
 
@@ -471,7 +482,7 @@ impl Registry {
     /// Up to `max` registered names closest to `name` (closest first).
     pub fn closest_names(&self, name: &str, max: usize) -> Vec<&str> {
         let wanted = name.to_lowercase();
-        let mut scored: Vec<(usize, usize, &str)> = self
+        let mut scored: Vec<(usize, usize, usize, &str)> = self
             .model_names()
             .into_iter()
             .enumerate()
@@ -483,11 +494,12 @@ impl Registry {
                 let near = distance <= (wanted.chars().count() / 3).max(2);
                 let contains =
                     !wanted.trim().is_empty() && (c.contains(wanted.trim()) || wanted.contains(&c));
-                (near || contains).then_some((distance, order, candidate))
+                let whole = edit_distance(&wanted, &c);
+                (near || contains).then_some((distance, whole, order, candidate))
             })
             .collect();
         scored.sort();
-        scored.into_iter().take(max).map(|(_, _, n)| n).collect()
+        scored.into_iter().take(max).map(|(_, _, _, n)| n).collect()
     }
 
     fn no_match_hint(&self, query: &Map<String, Value>) -> String {
@@ -599,7 +611,7 @@ fn parse_entries(
         path: label.to_string(),
         line: e.line(),
         column: e.column(),
-        message: e.to_string(),
+        message: without_position(&e),
     })?;
     let (items, positions): (Vec<Value>, Vec<Option<Position>>) = match value {
         Value::Array(items) => {
@@ -677,6 +689,16 @@ fn parse_entries(
         );
     }
     Ok(entries)
+}
+
+/// serde_json's message without its trailing "at line L column C" (the
+/// position is already in front of the message).
+fn without_position(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    match full.rfind(" at line ") {
+        Some(cut) => full[..cut].to_string(),
+        None => full,
+    }
 }
 
 /// Moves pre-1.0 top-level settings into `model_config` (a setting that
