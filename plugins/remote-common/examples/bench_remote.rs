@@ -24,7 +24,12 @@ fn process_cpu() -> Duration {
     // Fields after the command name (which is in parentheses): utime is the 14th field.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // rest starts at field 3 (state), so utime (14) is index 11 and stime (15) index 12.
     let total = ticks(11) + ticks(12);
     Duration::from_millis(total * 10) // USER_HZ is 100 on Linux
@@ -41,7 +46,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     let mut args = std::env::args().skip(1);
     let Some(path) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: bench_remote <libopenai_compatible_api.so> [latency_ms] [seconds_per_level]");
+        eprintln!(
+            "usage: bench_remote <libopenai_compatible_api.so> [latency_ms] [seconds_per_level]"
+        );
         std::process::exit(2);
     };
     let latency_ms: u64 = args.next().and_then(|v| v.parse().ok()).unwrap_or(200);
@@ -89,14 +96,23 @@ fn main() {
         }
     }
 
-    println!("latency {latency_ms} ms, about {seconds} s per level, plugin {}", path.display());
+    println!(
+        "latency {latency_ms} ms, about {seconds} s per level, plugin {}",
+        path.display()
+    );
     println!(
         "{:>11} {:>8} {:>9} {:>9} {:>11} {:>13} {:>13} {:>13}",
-        "concurrency", "requests", "req/s", "ideal", "% of ideal", "overhead p50", "overhead p99", "CPU/request"
+        "concurrency",
+        "requests",
+        "req/s",
+        "ideal",
+        "% of ideal",
+        "overhead p50",
+        "overhead p99",
+        "CPU/request"
     );
     for concurrency in [1usize, 8, 64] {
-        let per_thread =
-            ((seconds * 1000.0 / latency_ms.max(1) as f64).ceil() as usize).max(3);
+        let per_thread = ((seconds * 1000.0 / latency_ms.max(1) as f64).ceil() as usize).max(3);
         let cpu_before = process_cpu();
         let started = Instant::now();
         let mut durations: Vec<Duration> = std::thread::scope(|s| {

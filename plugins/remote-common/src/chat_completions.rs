@@ -63,9 +63,11 @@ impl ChatCompletions {
         let max_completion_tokens = match config.model_config().get(MAX_COMPLETION_TOKENS_FIELD) {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
-            Some(other) => return Err(BackendError::invalid_request(format!(
+            Some(other) => {
+                return Err(BackendError::invalid_request(format!(
                 "`model_config.{MAX_COMPLETION_TOKENS_FIELD}` must be true or false, found {other}"
-            ))),
+            )))
+            }
         };
         Ok(ChatCompletions {
             provider,

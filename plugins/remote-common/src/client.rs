@@ -11,6 +11,9 @@ use std::time::Duration;
 const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// How long establishing a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a call may take when the host sets no deadline (the same
+/// default as OpenAI's Python SDK), so a silent server cannot hang a run.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The connection settings of one model, read from its key section and
 /// registry entry by [`Endpoint::from_config`].
@@ -251,7 +254,10 @@ impl HttpClient {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| BackendError::internal(format!("request body: {e}")))?;
         let url = format!("{}{path}", self.endpoint.base_url);
-        let request = self.client.post(url).body(bytes);
+        let mut request = self.client.post(url).body(bytes);
+        if ctx.deadline().is_none() {
+            request = request.timeout(DEFAULT_CALL_TIMEOUT);
+        }
         let provider = self.endpoint.provider;
         let exchange = async {
             let response = request
@@ -340,5 +346,93 @@ async fn with_ctx<T>(
             ErrorKind::Timeout,
             format!("no answer from {provider} before the deadline"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clemhost_plugin_sdk::serde_json::json;
+
+    fn config(credentials: Value, model_config: Value) -> ModelConfig {
+        let mut spec = clemhost_plugin_sdk::serde_json::Map::new();
+        spec.insert("model_name".into(), json!("m"));
+        spec.insert("model_config".into(), model_config);
+        ModelConfig {
+            spec,
+            credentials: credentials.as_object().cloned(),
+            ..ModelConfig::default()
+        }
+    }
+
+    #[test]
+    fn tls_verification_is_on_unless_opted_out() {
+        let on = Endpoint::from_config(
+            &config(json!({"base_url": "https://h/v1/"}), json!({})),
+            "P",
+            "p",
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(on.verify_tls);
+        assert_eq!(on.base_url, "https://h/v1");
+        let off = Endpoint::from_config(
+            &config(
+                json!({"base_url": "https://h/v1", INSECURE_FIELD: true}),
+                json!({}),
+            ),
+            "P",
+            "p",
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(!off.verify_tls);
+        let off_in_entry = Endpoint::from_config(
+            &config(
+                json!({"base_url": "https://h/v1"}),
+                json!({INSECURE_FIELD: true}),
+            ),
+            "P",
+            "p",
+            None,
+            false,
+        )
+        .unwrap();
+        assert!(!off_in_entry.verify_tls);
+    }
+
+    #[test]
+    fn keys_are_required_when_asked_and_never_shown() {
+        let err = Endpoint::from_config(
+            &config(json!({}), json!({})),
+            "P",
+            "p",
+            Some("https://x"),
+            true,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Auth);
+        assert!(err.message.contains("`p` section"), "{err}");
+        let e = Endpoint::from_config(
+            &config(json!({"api_key": "sk-hidden"}), json!({})),
+            "P",
+            "p",
+            Some("https://x"),
+            true,
+        )
+        .unwrap();
+        assert_eq!(e.api_key(), Some("sk-hidden"));
+        assert!(!format!("{e:?}").contains("sk-hidden"));
+        let bad_url = Endpoint::from_config(
+            &config(json!({"base_url": "ftp://x"}), json!({})),
+            "P",
+            "p",
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert!(bad_url.message.contains("http://"), "{bad_url}");
     }
 }
