@@ -1,6 +1,7 @@
 //! `clemhost keys`: which key sections are available, secrets masked.
 
 use crate::cli::GlobalArgs;
+use crate::commands::models::Page;
 use crate::error::{Exit, Result};
 use crate::keys::{KeyStore, MaskedSection};
 use clap::{Args, Subcommand};
@@ -40,6 +41,7 @@ fn section_json(s: &MaskedSection) -> Value {
 }
 
 fn list(args: &ListArgs) -> Result<Exit> {
+    let mut page = Page::default();
     let keys = KeyStore::load()?;
     let sections = keys.masked();
     if args.json {
@@ -48,28 +50,28 @@ fn list(args: &ListArgs) -> Result<Exit> {
             "searched": keys.searched().iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "keys": sections.iter().map(section_json).collect::<Vec<_>>(),
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("plain JSON values serialise")
-        );
-        return Ok(Exit::Success);
+        page.line(serde_json::to_string_pretty(&out).expect("plain JSON values serialise"));
+        return page.emit();
     }
     match keys.file() {
-        Some(f) => println!("key file: {}", f.display()),
+        Some(f) => page.line(format!("key file: {}", f.display())),
         None => {
             let searched: Vec<String> = keys
                 .searched()
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect();
-            println!("key file: none found (searched {})", searched.join(", "));
+            page.line(format!(
+                "key file: none found (searched {})",
+                searched.join(", ")
+            ));
         }
     }
     if sections.is_empty() {
-        println!(
-            "no keys: add sections to a key file (see key.json.example) or set e.g. OPENAI_API_KEY"
+        page.line(
+            "no keys: add sections to a key file (see key.json.example) or set e.g. OPENAI_API_KEY",
         );
-        return Ok(Exit::Success);
+        return page.emit();
     }
     let name_w = sections
         .iter()
@@ -87,12 +89,12 @@ fn list(args: &ListArgs) -> Result<Exit> {
                 other => format!("{k}={other}"),
             })
             .collect();
-        println!(
+        page.line(format!(
             "{:<name_w$}  {status}  {}  (from {})",
             s.name,
             fields.join(" "),
             s.source
-        );
+        ));
     }
-    Ok(Exit::Success)
+    page.emit()
 }

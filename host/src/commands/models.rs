@@ -7,7 +7,7 @@
 //! to the plugin and into `experiment.json`.
 
 use crate::cli::GlobalArgs;
-use crate::error::{Exit, Result};
+use crate::error::{Error, Exit, Result};
 use crate::keys::{entry_requires_key, KeyStore};
 use crate::plugins::{self, Candidate};
 use crate::registry::{self, parse_model_arg, Registry, RegistryEntry, SHIPPED_SOURCE};
@@ -47,6 +47,35 @@ pub struct ShowArgs {
     /// Print only the resolved spec as JSON (what the plugin receives).
     #[arg(long)]
     pub json: bool,
+}
+
+/// Text a command prints on stdout, written in one go at the end, so that a
+/// closed pipe (`clemhost models list | head`) ends the command quietly.
+#[derive(Debug, Default)]
+pub(crate) struct Page {
+    text: String,
+}
+
+impl Page {
+    /// Adds one line.
+    pub(crate) fn line(&mut self, s: impl AsRef<str>) {
+        self.text.push_str(s.as_ref());
+        self.text.push('\n');
+    }
+
+    /// Writes the page to stdout.
+    pub(crate) fn emit(self) -> Result<Exit> {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        match out
+            .write_all(self.text.as_bytes())
+            .and_then(|()| out.flush())
+        {
+            Ok(()) => Ok(Exit::Success),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(Exit::Success),
+            Err(e) => Err(Error::msg(format!("cannot write to stdout: {e}"))),
+        }
+    }
 }
 
 /// Runs the command.
@@ -181,6 +210,7 @@ struct ListedModel {
 }
 
 fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
+    let mut page = Page::default();
     let registry = Registry::load(global)?;
     let keys = KeyStore::load()?;
     let entries: Vec<&RegistryEntry> = registry
@@ -222,16 +252,13 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
             "key_file": keys.file().map(|p| p.display().to_string()),
             "models": rows,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).expect("plain JSON values serialise")
-        );
-        return Ok(Exit::Success);
+        page.line(serde_json::to_string_pretty(&out).expect("plain JSON values serialise"));
+        return page.emit();
     }
     if rows.is_empty() {
         match &args.backend {
-            Some(b) => println!("no registered model uses backend '{b}'"),
-            None => println!("no registered models"),
+            Some(b) => page.line(format!("no registered model uses backend '{b}'")),
+            None => page.line("no registered models"),
         }
     } else {
         let table: Vec<[String; 5]> = rows
@@ -250,10 +277,14 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
                 ]
             })
             .collect();
-        print_table(&["MODEL", "BACKEND", "PLUGIN", "KEY", "FROM"], &table);
+        print_table(
+            &mut page,
+            &["MODEL", "BACKEND", "PLUGIN", "KEY", "FROM"],
+            &table,
+        );
     }
-    println!();
-    println!(
+    page.line("");
+    page.line(format!(
         "registries: {}",
         if registry.files().is_empty() {
             "none".to_string()
@@ -265,25 +296,25 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
                 .collect::<Vec<_>>()
                 .join(", ")
         }
-    );
-    println!(
+    ));
+    page.line(format!(
         "key file: {}",
         keys.file().map_or_else(
             || "none found (environment variables only)".to_string(),
             |p| p.display().to_string()
         )
-    );
-    Ok(Exit::Success)
+    ));
+    page.emit()
 }
 
-fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
+fn print_table<const N: usize>(page: &mut Page, header: &[&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(|h| h.chars().count());
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
+    let mut line = |cells: Vec<&str>| {
         let mut out = String::new();
         for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
             if i + 1 == N {
@@ -292,7 +323,7 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
                 out.push_str(&format!("{cell:<w$}  "));
             }
         }
-        println!("{}", out.trim_end());
+        page.line(out.trim_end());
     };
     line(header.to_vec());
     for row in rows {
@@ -301,43 +332,43 @@ fn print_table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) {
 }
 
 fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<Exit> {
+    let mut page = Page::default();
     let registry = Registry::load(global)?;
     let query = parse_model_arg(&args.spec);
     let resolved = registry.resolve(&query)?;
     if args.json {
-        println!(
-            "{}",
+        page.line(
             serde_json::to_string_pretty(&Value::Object(resolved.spec.clone()))
-                .expect("plain JSON values serialise")
+                .expect("plain JSON values serialise"),
         );
-        return Ok(Exit::Success);
+        return page.emit();
     }
-    println!("model_name: {}", resolved.model_name());
+    page.line(format!("model_name: {}", resolved.model_name()));
     if resolved.is_builtin() {
-        println!(
+        page.line(format!(
             "backend:    {} (built into clemhost, no plugin)",
             resolved.backend()
-        );
-        println!("from:       built-in player (no registry entry is read)");
+        ));
+        page.line("from:       built-in player (no registry entry is read)");
     } else {
         let plugin = plugins::discover(global)
             .into_iter()
             .find(|c| c.backend == resolved.backend());
         match &plugin {
-            Some(c) => println!("backend:    {} (plugin {})", resolved.backend(), c.path.display()),
-            None => println!(
+            Some(c) => page.line(format!("backend:    {} (plugin {})", resolved.backend(), c.path.display())),
+            None => page.line(format!(
                 "backend:    {} (no plugin installed; `clemhost plugins list` shows the search path)",
                 resolved.backend()
-            ),
+            )),
         }
         let location = registry
             .first_unifying(&query)
             .map(|(e, _)| e.location())
             .unwrap_or_else(|| resolved.source.clone());
-        println!(
+        page.line(format!(
             "from:       {}",
             source_label_with_location(&resolved.source, &location)
-        );
+        ));
         let keys = KeyStore::load()?;
         let need = match &plugin {
             Some(c) => probe_key_needs(std::slice::from_ref(c), &[resolved.backend()])
@@ -346,39 +377,33 @@ fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<Exit> {
             None => default_key_need(resolved.backend()),
         };
         match key_state(need.as_ref(), &resolved.spec, &keys) {
-            None => println!("key:        none needed"),
-            Some(k) if k.present => println!(
+            None => page.line("key:        none needed"),
+            Some(k) if k.present => page.line(format!(
                 "key:        \"{}\" present ({})",
                 k.name,
                 k.source.as_deref().unwrap_or("?")
-            ),
+            )),
             Some(k) if k.required => {
                 let hint = match keys.require_for(resolved.backend(), &k.name) {
                     Err(e) => e.to_string(),
                     Ok(_) => String::new(),
                 };
-                println!("key:        \"{}\" MISSING: {hint}", k.name);
+                page.line(format!("key:        \"{}\" MISSING: {hint}", k.name));
             }
-            Some(k) => println!("key:        \"{}\" not set (optional)", k.name),
+            Some(k) => page.line(format!("key:        \"{}\" not set (optional)", k.name)),
         }
     }
-    println!("spec (sent to the plugin and written to experiment.json):");
-    println!(
-        "{}",
+    page.line("spec (sent to the plugin and written to experiment.json):");
+    page.line(
         serde_json::to_string_pretty(&Value::Object(resolved.spec))
-            .expect("plain JSON values serialise")
+            .expect("plain JSON values serialise"),
     );
-    Ok(Exit::Success)
+    page.emit()
 }
 
 fn source_label_with_location(source: &str, location: &str) -> String {
     if source == SHIPPED_SOURCE {
-        match location.strip_prefix(SHIPPED_SOURCE) {
-            Some(pos) if !pos.is_empty() => {
-                format!("builtin registry shipped with clemhost (model_registry.json{pos})")
-            }
-            _ => "builtin registry shipped with clemhost".into(),
-        }
+        format!("{location}, the registry shipped with clemhost")
     } else {
         location.to_string()
     }

@@ -231,11 +231,13 @@ impl RegistryEntry {
         str_field(&self.spec, "backend")
     }
 
-    /// `source:line:column` of the entry (or just the source).
+    /// `source:line:column` of the entry (or just the source); for the
+    /// shipped registry `builtin (model_registry.json:line:column)`.
     pub fn location(&self) -> String {
-        match self.position {
-            Some(p) => format!("{}:{p}", self.source),
-            None => self.source.clone(),
+        match (self.position, self.source == SHIPPED_SOURCE) {
+            (Some(p), true) => format!("{SHIPPED_SOURCE} ({CWD_REGISTRY_FILE}:{p})"),
+            (Some(p), false) => format!("{}:{p}", self.source),
+            (None, _) => self.source.clone(),
         }
     }
 }

@@ -585,3 +585,36 @@ fn models_list_shows_backend_plugin_and_key() {
         .expect("a row");
     assert!(row.contains("yes (anthropic)"), "{row}");
 }
+
+#[test]
+fn models_list_and_show_find_installed_plugins() {
+    let env = TestEnv::new();
+    let echo = crate::util::built_plugin("echo");
+    let out = env.run(&["models", "list", "--backend", "echo", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing: Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let models = listing["models"].as_array().expect("models array");
+    let echo1 = models
+        .iter()
+        .find(|m| m["model_name"] == "echo-1")
+        .expect("echo-1 is shipped");
+    assert_eq!(echo1["plugin_installed"], true);
+    assert_eq!(echo1["plugin"], echo.display().to_string().as_str());
+    assert!(
+        echo1["key"].is_null(),
+        "the echo plugin reads no key: {echo1}"
+    );
+    assert!(
+        models.iter().all(|m| m["backend"] == "echo"),
+        "filtered by backend"
+    );
+
+    let out = env.run(&["models", "show", "echo-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("(plugin {})", echo.display())),
+        "{text}"
+    );
+    assert!(text.contains("key:        none needed"), "{text}");
+}
