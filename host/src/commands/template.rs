@@ -1,17 +1,544 @@
-//! `clemhost template` (not written yet).
+//! `clemhost template render`: render a chat template for a conversation
+//! and print the prompt exactly, the way transformers'
+//! `apply_chat_template(..., tokenize=False)` renders it.
+//!
+//! The template comes from a file (`--template`) or from a registered model
+//! (`-m`): its `custom_chat_template`, its tokenizer's template (a local
+//! `huggingface_id` directory, or a snapshot in the HF cache), or for
+//! `llamacpp` entries the GGUF file's `tokenizer.chat_template`. The prompt
+//! goes to stdout with nothing added; when the template refuses the
+//! conversation (`raise_exception`), its message goes to stderr and the exit
+//! code is 3.
 
 use crate::cli::GlobalArgs;
-use crate::error::{Error, Exit, Result};
-use clap::Subcommand;
+use crate::error::{json_error, Error, Exit, Result};
+use crate::registry::{parse_model_arg, Registry, ResolvedModel};
+use chrono::NaiveDateTime;
+use clap::{ArgGroup, Args, Subcommand};
+use clemhost_local_common::gguf::GgufMetadata;
+use clemhost_local_common::hub::{HubSettings, ModelSource};
+use clemhost_local_common::messages::ensure_alternating_roles;
+use clemhost_local_common::template::{ChatTemplate, RenderInput, TemplateError};
+use clemhost_local_common::tokenizer_config::TokenizerConfig;
+use clemhost_plugin_sdk::Message;
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum TemplateCommand {
-    /// Not written yet.
-    List,
+    /// Render a chat template for a conversation and print the prompt
+    /// exactly (no newline added). Exit code 3 when the template raises.
+    Render(RenderArgs),
+}
+
+/// Options of `template render`.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["template", "model"])))]
+pub struct RenderArgs {
+    /// The Jinja template file to render.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// A registered model whose template to render (a name, or a JSON
+    /// object as for `run -m`).
+    #[arg(short = 'm', long = "model", value_name = "MODEL")]
+    pub model: Option<String>,
+    /// The conversation: a JSON list of {"role", "content", ...} objects (or
+    /// an object with such a list under "messages").
+    #[arg(long, value_name = "FILE.json")]
+    pub messages: PathBuf,
+    /// Do not ask the template to open an assistant turn at the end.
+    #[arg(long)]
+    pub no_generation_prompt: bool,
+    /// The `bos_token` variable (default: the model's, or undefined).
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub bos_token: Option<String>,
+    /// The `eos_token` variable (default: the model's, or undefined).
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub eos_token: Option<String>,
+    /// More special-token variables: a JSON object such as
+    /// {"pad_token": "<pad>", "unk_token": "<unk>"}.
+    #[arg(long, value_name = "FILE.json")]
+    pub special_tokens: Option<PathBuf>,
+    /// Extra template variables (like a registry entry's
+    /// `chat_template_kwargs`): a JSON object such as {"enable_thinking": false}.
+    #[arg(long, value_name = "FILE.json")]
+    pub kwargs: Option<PathBuf>,
+    /// The local time `strftime_now()` reports, e.g. 2025-03-14T09:26:53
+    /// (default: the clock).
+    #[arg(long, value_name = "TIME")]
+    pub now: Option<String>,
+    /// First apply clemcore's preprocessing, as the local backends do: drop a
+    /// leading empty system message and merge consecutive messages of the
+    /// same role.
+    #[arg(long)]
+    pub merge_roles: bool,
 }
 
 /// Runs the command.
-pub fn run(_global: &GlobalArgs, _cmd: &TemplateCommand) -> Result<Exit> {
-    Err(Error::msg("this command is not written yet"))
+pub fn run(global: &GlobalArgs, cmd: &TemplateCommand) -> Result<Exit> {
+    match cmd {
+        TemplateCommand::Render(args) => render(global, args),
+    }
+}
+
+/// A template source with the variables that come with it.
+struct Source {
+    /// Where the template came from, for error messages.
+    origin: String,
+    template: String,
+    /// Special-token variables the model provides.
+    tokens: Map<String, Value>,
+    /// Extra variables the model's entry provides (`chat_template_kwargs`).
+    extra: Map<String, Value>,
+    /// A final assistant message to continue (`cot_bypass`).
+    continue_with: Option<String>,
+}
+
+fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<Exit> {
+    let mut messages = read_messages(&args.messages)?;
+    if args.merge_roles {
+        messages = merge_roles(&args.messages, messages)?;
+    }
+    let source = match (&args.template, &args.model) {
+        (Some(path), _) => Source {
+            origin: path.display().to_string(),
+            template: read_text(path, "the template")?,
+            tokens: Map::new(),
+            extra: Map::new(),
+            continue_with: None,
+        },
+        (None, Some(model)) => model_source(global, model)?,
+        (None, None) => {
+            return Err(Error::with_exit(
+                Exit::Usage,
+                "give the template with --template FILE or a model with -m MODEL",
+            ))
+        }
+    };
+
+    let mut input = RenderInput::new(messages);
+    input.add_generation_prompt = !args.no_generation_prompt;
+    input.special_tokens = source.tokens;
+    if let Some(path) = &args.special_tokens {
+        input
+            .special_tokens
+            .extend(read_object(path, "the special tokens")?);
+    }
+    input.bos_token = token_var(&mut input.special_tokens, "bos_token", &args.bos_token);
+    input.eos_token = token_var(&mut input.special_tokens, "eos_token", &args.eos_token);
+    input.extra = source.extra;
+    if let Some(path) = &args.kwargs {
+        input
+            .extra
+            .extend(read_object(path, "the template variables")?);
+    }
+    if let Some(text) = &args.now {
+        input.now = Some(parse_now(text)?);
+    }
+    if let Some(text) = source.continue_with {
+        if input.add_generation_prompt {
+            let mut m = Map::new();
+            m.insert("role".into(), Value::String("assistant".into()));
+            m.insert("content".into(), Value::String(text));
+            input.messages.push(Value::Object(m));
+            input.add_generation_prompt = false;
+            input.continue_final_message = true;
+        }
+    }
+
+    let template = ChatTemplate::new(&source.template)
+        .map_err(|e| Error::msg(format!("{}: {e}", source.origin)))?;
+    match template.render(&input) {
+        Ok(prompt) => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(prompt.as_bytes())
+                .and_then(|()| out.flush())
+                .map_err(|e| Error::msg(format!("cannot write the prompt to stdout: {e}")))?;
+            Ok(Exit::Success)
+        }
+        Err(TemplateError::Raised(message)) => {
+            eprintln!("{message}");
+            Ok(Exit::TemplateRaised)
+        }
+        Err(e @ (TemplateError::Render(_) | TemplateError::Syntax(_))) => Err(Error::with_exit(
+            Exit::TemplateRaised,
+            format!("{}: {e}", source.origin),
+        )),
+        Err(e @ TemplateError::Input(_)) => {
+            Err(Error::msg(format!("{}: {e}", args.messages.display())))
+        }
+    }
+}
+
+/// Takes the token variable from the flag, else from the special tokens
+/// (removing it there so it is passed once).
+fn token_var(tokens: &mut Map<String, Value>, name: &str, flag: &Option<String>) -> Option<String> {
+    let from_file = tokens.remove(name);
+    if let Some(v) = flag {
+        return Some(v.clone());
+    }
+    match from_file {
+        Some(Value::String(s)) => Some(s),
+        Some(Value::Null) | None => None,
+        Some(other) => {
+            // Not a string: pass it through unchanged, as transformers would.
+            tokens.insert(name.to_owned(), other);
+            None
+        }
+    }
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::msg(format!("{}: cannot read {what}: {e}", path.display())))
+}
+
+fn read_json(path: &Path, what: &str) -> Result<Value> {
+    let text = read_text(path, what)?;
+    serde_json::from_str(&text).map_err(|e| json_error(path, &e, what))
+}
+
+fn read_object(path: &Path, what: &str) -> Result<Map<String, Value>> {
+    match read_json(path, what)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(Error::msg(format!(
+            "{}: {what} must be a JSON object of name -> value",
+            path.display()
+        ))),
+    }
+}
+
+/// Reads the conversation: a list of message objects, or `{"messages": [...]}`.
+fn read_messages(path: &Path) -> Result<Vec<Value>> {
+    let list = match read_json(path, "the messages file")? {
+        Value::Array(items) => items,
+        Value::Object(mut m) => match m.remove("messages") {
+            Some(Value::Array(items)) => items,
+            _ => {
+                return Err(Error::msg(format!(
+                    "{}: expected a JSON list of messages, or an object with a \"messages\" list",
+                    path.display()
+                )))
+            }
+        },
+        _ => {
+            return Err(Error::msg(format!(
+                "{}: expected a JSON list of {{\"role\", \"content\"}} messages",
+                path.display()
+            )))
+        }
+    };
+    for (i, m) in list.iter().enumerate() {
+        if !m.is_object() {
+            return Err(Error::msg(format!(
+                "{}: message {i} is not an object; each message is {{\"role\": ..., \"content\": ...}}",
+                path.display()
+            )));
+        }
+    }
+    Ok(list)
+}
+
+/// clemcore's preprocessing over JSON messages.
+fn merge_roles(path: &Path, messages: Vec<Value>) -> Result<Vec<Value>> {
+    let typed: Vec<Message> = messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| {
+            serde_json::from_value(m).map_err(|e| {
+                Error::msg(format!(
+                    "{}: message {i} needs a string \"role\" and \"content\" for --merge-roles: {e}",
+                    path.display()
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    let merged = ensure_alternating_roles(&typed)
+        .map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+    Ok(clemhost_local_common::template::messages_to_values(&merged))
+}
+
+/// Parses `--now`: `2025-03-14T09:26:53` (a space for the `T`, and
+/// fractional seconds, are accepted too).
+fn parse_now(text: &str) -> Result<NaiveDateTime> {
+    let text = text.trim();
+    for fmt in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+    ] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(text, fmt) {
+            return Ok(t);
+        }
+    }
+    Err(Error::with_exit(
+        Exit::Usage,
+        format!("--now {text:?}: expected a local date and time like 2025-03-14T09:26:53"),
+    ))
+}
+
+fn truthy(v: Option<&Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => !o.is_empty(),
+    }
+}
+
+fn str_of<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The template and variables of a registered model, as its backend would
+/// render them.
+fn model_source(global: &GlobalArgs, arg: &str) -> Result<Source> {
+    let registry = Registry::load(global)?;
+    let model = registry.resolve(&parse_model_arg(arg))?;
+    if model.is_builtin() {
+        return Err(Error::msg(format!(
+            "{} is a built-in player, not a language model; it has no chat template",
+            model.model_name()
+        )));
+    }
+    let empty = Map::new();
+    let config = model.model_config().unwrap_or(&empty);
+    match model.backend() {
+        "llamacpp" => llamacpp_source(&model, config),
+        _ => hf_source(&model, config),
+    }
+}
+
+/// The model's `huggingface_id`, or an error naming the entry.
+fn huggingface_id(model: &ResolvedModel) -> Result<&str> {
+    str_of(&model.spec, "huggingface_id").ok_or_else(|| {
+        Error::msg(format!(
+            "model {} has no huggingface_id in its registry entry, so its tokenizer cannot be \
+             found; render with --template FILE instead",
+            model.model_name()
+        ))
+    })
+}
+
+/// Opens the model's files: a local directory, or a Hub repo through the HF
+/// cache (downloading what is missing unless `HF_HUB_OFFLINE` is set).
+fn open_model(model: &ResolvedModel) -> Result<ModelSource> {
+    let id = huggingface_id(model)?;
+    ModelSource::open(id, &HubSettings::from_process_env(None))
+        .map_err(|e| Error::msg(format!("model {}: {e}", model.model_name())))
+}
+
+/// The files transformers reads to find a tokenizer's chat template and
+/// special tokens.
+const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+];
+
+/// Fetches the tokenizer files and loads them; `Err` says why none could be had.
+fn load_tokenizer(model: &ResolvedModel) -> Result<TokenizerConfig> {
+    let source = open_model(model)?;
+    let config = source.file(TOKENIZER_FILES[0]);
+    let others = TOKENIZER_FILES[1..]
+        .iter()
+        .filter_map(|f| source.optional_file(f));
+    let any_file = config
+        .as_ref()
+        .ok()
+        .cloned()
+        .into_iter()
+        .chain(others)
+        .next();
+    let dir = match (any_file, config) {
+        (Some(file), _) => file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+        (None, Err(e)) => {
+            return Err(Error::msg(format!(
+                "model {}: no tokenizer files: {e}; or render with --template FILE",
+                model.model_name()
+            )))
+        }
+        (None, Ok(file)) => file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from(".")),
+    };
+    TokenizerConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))
+}
+
+/// huggingface_local (and any other entry with a tokenizer): clemcore takes
+/// `custom_chat_template` when `premade_chat_template` is false, else the
+/// tokenizer's template, selected by `chat_template_language`.
+fn hf_source(model: &ResolvedModel, config: &Map<String, Value>) -> Result<Source> {
+    let custom = (!truthy(config.get("premade_chat_template")))
+        .then(|| str_of(config, "custom_chat_template"))
+        .flatten();
+    let (origin, template, tokenizer) = match custom {
+        Some(t) => {
+            // The tokenizer still gives the special tokens, when it can be had.
+            let tokenizer = match str_of(&model.spec, "huggingface_id") {
+                None => None,
+                Some(_) => load_tokenizer(model)
+                    .map_err(|e| {
+                        tracing::warn!("rendering without the tokenizer's special tokens: {e}")
+                    })
+                    .ok(),
+            };
+            let origin = format!(
+                "model {}: model_config.custom_chat_template",
+                model.model_name()
+            );
+            (origin, t.to_owned(), tokenizer)
+        }
+        None => {
+            let tok = load_tokenizer(model)?;
+            let t = tok
+                .select_chat_template(str_of(config, "chat_template_language"))
+                .map_err(Error::msg)?;
+            (
+                format!("{}: chat template", tok.dir.display()),
+                t,
+                Some(tok),
+            )
+        }
+    };
+    let mut extra = match config.get("chat_template_kwargs") {
+        Some(Value::Object(m)) => m.clone(),
+        _ => Map::new(),
+    };
+    if let Some(effort) = str_of(config, "cot_effort") {
+        extra
+            .entry("reasoning_effort")
+            .or_insert_with(|| Value::String(effort.to_owned()));
+    }
+    Ok(Source {
+        origin,
+        template,
+        tokens: tokenizer
+            .as_ref()
+            .map(TokenizerConfig::template_variables)
+            .unwrap_or_default(),
+        extra,
+        continue_with: str_of(config, "cot_bypass").map(str::to_owned),
+    })
+}
+
+/// Finds the GGUF file of a llamacpp entry on disk (a file, a directory, or
+/// a snapshot in the HF cache, with `model_config.filename`).
+fn gguf_path(model: &ResolvedModel, config: &Map<String, Value>) -> Result<PathBuf> {
+    let id = huggingface_id(model)?;
+    let filename = str_of(config, "filename");
+    if Path::new(id).is_file() {
+        return Ok(PathBuf::from(id));
+    }
+    if let Some(f) = filename.map(Path::new) {
+        if f.is_absolute() && f.is_file() {
+            return Ok(f.to_path_buf());
+        }
+    }
+    let source = open_model(model)?;
+    match filename {
+        Some(f) => source
+            .file(f)
+            .map_err(|e| Error::msg(format!("model {}: {e}", model.model_name()))),
+        None if source.is_local() => only_gguf_in(model, Path::new(id)),
+        None => Err(Error::msg(format!(
+            "model {}: model_config.filename must name the GGUF file of the repo {id}",
+            model.model_name()
+        ))),
+    }
+}
+
+/// The only `.gguf` file of a directory.
+fn only_gguf_in(model: &ResolvedModel, dir: &Path) -> Result<PathBuf> {
+    let ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| Error::msg(format!("{}: cannot list the directory: {e}", dir.display())))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
+        .collect();
+    match ggufs.as_slice() {
+        [one] => Ok(one.clone()),
+        _ => Err(Error::msg(format!(
+            "model {}: {} holds {} .gguf files; name one with model_config.filename",
+            model.model_name(),
+            dir.display(),
+            ggufs.len()
+        ))),
+    }
+}
+
+/// llamacpp: clemcore takes the GGUF's `tokenizer.chat_template` when
+/// `premade_chat_template` is true, else `custom_chat_template`; BOS/EOS
+/// are the GGUF's token texts, else `bos_string` / `eos_string`.
+fn llamacpp_source(model: &ResolvedModel, config: &Map<String, Value>) -> Result<Source> {
+    let premade = truthy(config.get("premade_chat_template"));
+    let custom = str_of(config, "custom_chat_template");
+    let gguf = match (premade, custom) {
+        (false, Some(_)) => gguf_path(model, config)
+            .ok()
+            .and_then(|p| GgufMetadata::read(&p).ok().map(|m| (p, m))),
+        _ => {
+            let p = gguf_path(model, config)?;
+            let m = GgufMetadata::read(&p).map_err(|e| Error::msg(e.to_string()))?;
+            Some((p, m))
+        }
+    };
+    let (origin, template) = match (premade, custom, &gguf) {
+        (false, Some(t), _) => (
+            format!(
+                "model {}: model_config.custom_chat_template",
+                model.model_name()
+            ),
+            t.to_owned(),
+        ),
+        (true, _, Some((p, m))) => match m.chat_template() {
+            Some(t) => (
+                format!("{}: tokenizer.chat_template", p.display()),
+                t.to_owned(),
+            ),
+            None => {
+                return Err(Error::msg(format!(
+                    "{}: the GGUF file has no tokenizer.chat_template; set premade_chat_template \
+                     to false and give custom_chat_template in the registry entry",
+                    p.display()
+                )))
+            }
+        },
+        _ => {
+            return Err(Error::msg(format!(
+                "model {}: premade_chat_template is false but model_config.custom_chat_template \
+                 is missing",
+                model.model_name()
+            )))
+        }
+    };
+    let mut tokens = Map::new();
+    for (var, id_key, fallback) in [
+        ("bos_token", "tokenizer.ggml.bos_token_id", "bos_string"),
+        ("eos_token", "tokenizer.ggml.eos_token_id", "eos_string"),
+    ] {
+        let text = gguf
+            .as_ref()
+            .and_then(|(_, m)| m.special_token(id_key))
+            .filter(|s| !s.is_empty())
+            .or_else(|| str_of(config, fallback));
+        if let Some(t) = text {
+            tokens.insert(var.into(), Value::String(t.to_owned()));
+        }
+    }
+    Ok(Source {
+        origin,
+        template,
+        tokens,
+        extra: Map::new(),
+        continue_with: None,
+    })
 }
