@@ -461,7 +461,8 @@ impl KeyStore {
                         let shown = if is_secret_field(&k) {
                             Value::String(match &v {
                                 Value::String(s) => mask(s),
-                                Value::Null => "[MISSING]".into(),
+                                // clemcore shows a non-string api_key as missing.
+                                _ if k == "api_key" => "[MISSING]".into(),
                                 _ => "[HIDDEN]".into(),
                             })
                         } else {
@@ -615,6 +616,79 @@ mod tests {
         assert!(text.contains("backend 'mistral'"), "{text}");
         assert!(text.contains("/nonexistent/a/key.json"), "{text}");
         assert!(text.contains("MISTRAL_API_KEY"), "{text}");
+    }
+
+    fn caps(key_name: Option<&str>, requires_key: bool) -> clemhost_plugin_sdk::Capabilities {
+        clemhost_plugin_sdk::Capabilities {
+            key_name: key_name.map(str::to_string),
+            requires_key,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_manifest_decides_what_a_backend_gets() {
+        let store = KeyStore::from_sections(
+            Some(PathBuf::from("/k/key.json")),
+            json!({"huggingface": {"api_key": "hf_x"}, "slurk": {"api_key": 7}})
+                .as_object()
+                .cloned()
+                .expect("object"),
+        );
+        let plain = json!({"model_name": "m"})
+            .as_object()
+            .cloned()
+            .expect("object");
+        let gated = json!({"model_name": "g", "model_config": {"requires_api_key": true}})
+            .as_object()
+            .cloned()
+            .expect("object");
+        // No key section in the manifest: nothing, whatever the file holds.
+        assert_eq!(
+            store
+                .for_backend("echo", &caps(None, false), &plain)
+                .expect("ok"),
+            None
+        );
+        // Optional section: handed over when present.
+        let got = store
+            .for_backend(
+                "huggingface_local",
+                &caps(Some("huggingface"), false),
+                &plain,
+            )
+            .expect("ok");
+        assert_eq!(got.expect("section")["api_key"], json!("hf_x"));
+        // Required (by the plugin or by the entry) and absent: an error.
+        let empty = KeyStore::from_sections(None, Map::new());
+        if std::env::var("HF_TOKEN").is_err() {
+            let e = empty
+                .for_backend(
+                    "huggingface_local",
+                    &caps(Some("huggingface"), false),
+                    &gated,
+                )
+                .expect_err("gated model without a token");
+            assert!(e.to_string().contains("HF_TOKEN"), "{e}");
+            assert_eq!(
+                empty
+                    .for_backend(
+                        "huggingface_local",
+                        &caps(Some("huggingface"), false),
+                        &plain
+                    )
+                    .expect("optional"),
+                None
+            );
+        }
+        // A non-string api_key is shown as missing, as clemcore shows it.
+        let slurk = store
+            .masked()
+            .into_iter()
+            .find(|s| s.name == "slurk")
+            .expect("slurk");
+        assert_eq!(slurk.fields["api_key"], json!("[MISSING]"));
+        assert!(!slurk.active);
     }
 
     #[test]
