@@ -95,6 +95,31 @@ fn mock_run_matches_the_tree_clemcore_writes() {
 }
 
 #[test]
+fn mock_run_writes_what_clemcore_writes() {
+    // Written by clemcore 3.7.2 with a stand-in hellogame over the same
+    // instances (scripts/make-golden-clemcore): every value must match,
+    // in the same key order, except times and the game's path.
+    let golden = crate::util::repo_root().join("games/hellogame/tests/clemcore-mock");
+    let (_env, ours) = mock_env();
+    assert_eq!(tree(&ours), tree(&golden));
+    for rel in tree(&golden) {
+        let mut g = without_times(&read(&golden.join(&rel)));
+        let mut o = without_times(&read(&ours.join(&rel)));
+        for v in [&mut g, &mut o] {
+            if let Some(game) = v.pointer_mut("/games/hellogame") {
+                game["game_path"] = Value::Null;
+            }
+        }
+        assert_eq!(
+            serde_json::to_string(&o).expect("json"),
+            serde_json::to_string(&g).expect("json"),
+            "{} differs from clemcore's",
+            rel.display()
+        );
+    }
+}
+
+#[test]
 fn mock_greeter_is_recorded_as_clemcore_records_it() {
     let (_env, ours) = mock_env();
     let ep = ours.join("hellogame/greet_en/instance_00003");
