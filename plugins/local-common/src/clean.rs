@@ -23,7 +23,7 @@
 //! deletes every `<` and `>` of the answer. When `eos_to_cull` is such a
 //! literal token (it is one of the model's special tokens, or has the
 //! `<|...|>` shape), [`OutputCleaner`] removes the literal token instead and
-//! logs a warning once, when it is built.
+//! logs a warning (once per pattern and process) when it is built.
 //!
 //! ```
 //! use clemhost_local_common::clean::{CleanSettings, OutputCleaner};
@@ -174,11 +174,14 @@ impl OutputCleaner {
         let eos = match &settings.eos_to_cull {
             None => None,
             Some(p) if is_literal_token_pattern(p, special_tokens) => {
-                log::warn!(
-                    "model_config.eos_to_cull {p:?} is a special token, but as a regular expression its \
-                     unescaped '|' would delete every '<' and '>' of the answer (clemcore bug #118); \
-                     removing the literal token instead. Write it escaped to silence this warning"
-                );
+                if first_warning_for(p) {
+                    log::warn!(
+                        "model_config.eos_to_cull {p:?} is a special token, but as a regular \
+                         expression its unescaped '|' would delete every '<' and '>' of the \
+                         answer (clemcore bug #118); removing the literal token instead. \
+                         Escape the bars to silence this warning"
+                    );
+                }
                 Some(EosCull::Literal(p.clone()))
             }
             Some(p) => Some(EosCull::Regex(Regex::new(p).map_err(|e| {
@@ -268,6 +271,23 @@ impl OutputCleaner {
             Some(EosCull::Literal(tok)) if tok.is_empty() => text.to_owned(),
             Some(EosCull::Literal(tok)) => text.replace(tok.as_str(), ""),
         }
+    }
+}
+
+/// Whether the #118 warning for this pattern is yet to be logged in this
+/// process (so several models or cleaners with one pattern warn once).
+fn first_warning_for(pattern: &str) -> bool {
+    static WARNED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    // A poisoned lock only means another thread panicked while pushing; the
+    // list is still usable.
+    let mut warned = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if warned.iter().any(|w| w == pattern) {
+        false
+    } else {
+        warned.push(pattern.to_owned());
+        true
     }
 }
 

@@ -285,8 +285,8 @@ fn normalize_message(message: &Value) -> Value {
         .iter()
         .find_map(|k| out.get(*k).cloned());
     if let Some(r) = reasoning {
-        out.entry("thinking").or_insert_with(|| r.clone());
-        out.entry("reasoning_content").or_insert(r);
+        out.insert("thinking".into(), r.clone());
+        out.insert("reasoning_content".into(), r);
     }
     Value::Object(out)
 }
@@ -577,6 +577,17 @@ mod tests {
 
     #[test]
     fn reasoning_fields_are_aliased_and_empty_input_refused() {
+        let both = RenderInput::new(vec![
+            json!({"role": "assistant", "content": "a", "thinking": "t", "reasoning_content": "rc"}),
+        ]);
+        assert_eq!(
+            render(
+                "{{ messages[0].thinking }}/{{ messages[0].reasoning_content }}",
+                &both
+            )
+            .unwrap(),
+            "rc/rc"
+        );
         let input = RenderInput::new(vec![
             json!({"role": "assistant", "content": "a", "reasoning": "r"}),
         ]);
