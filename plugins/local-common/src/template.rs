@@ -484,6 +484,26 @@ mod tests {
     }
 
     #[test]
+    fn a_template_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<ChatTemplate>();
+        let t = std::sync::Arc::new(ChatTemplate::new("{{ messages[0].content }}").unwrap());
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    let input =
+                        RenderInput::new(vec![json!({"role": "user", "content": i.to_string()})]);
+                    t.render(&input)
+                })
+            })
+            .collect();
+        for (i, h) in handles.into_iter().enumerate() {
+            assert_eq!(h.join().expect("render thread"), Ok(i.to_string()));
+        }
+    }
+
+    #[test]
     fn raise_exception_is_told_apart_from_engine_errors() {
         let raised = render("{{ raise_exception('Roles must alternate') }}", &hi());
         assert_eq!(
