@@ -74,8 +74,8 @@ pub enum EpisodeError {
         player: String,
         /// The model's name.
         model: String,
-        /// The backend's typed error.
-        error: BackendError,
+        /// The backend's typed error (boxed: it is large and rare).
+        error: Box<BackendError>,
     },
     /// The person at the terminal ended the input.
     #[error("{0}")]
@@ -374,7 +374,7 @@ impl Episode {
                         return Err(EpisodeError::Backend {
                             player: name,
                             model: chat.name().to_string(),
-                            error,
+                            error: Box::new(error),
                         });
                     }
                 }

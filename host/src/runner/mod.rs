@@ -251,11 +251,12 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
     }
     summary.retries = plan.stats.retries.load(Ordering::Relaxed);
     let timed = plan.stats.timed_calls.load(Ordering::Relaxed);
-    if timed > 0 {
-        let host = plan.stats.host_micros.load(Ordering::Relaxed);
-        let plugin = plan.stats.plugin_micros.load(Ordering::Relaxed);
-        summary.host_overhead = Some(Duration::from_micros(host.saturating_sub(plugin) / timed));
-    }
+    let host = plan.stats.host_micros.load(Ordering::Relaxed);
+    let plugin = plan.stats.plugin_micros.load(Ordering::Relaxed);
+    summary.host_overhead = host
+        .saturating_sub(plugin)
+        .checked_div(timed)
+        .map(Duration::from_micros);
     let benchmark_end = Timestamp::now();
     let took = benchmark_end.since(&benchmark_start);
     games_entry.insert(
