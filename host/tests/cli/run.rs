@@ -537,3 +537,91 @@ fn killed_run_leaves_whole_files_and_resume_finishes_the_rest() {
         );
     }
 }
+
+#[test]
+fn human_player_answers_from_the_terminal() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    env.write(
+        "one.json",
+        r#"{"experiments": [{"name": "e", "game_instances": [{"game_id": 0, "prompt": "Greet Ada.", "target_name": "Ada"}]}]}"#,
+    );
+    let mut child = env
+        .cmd()
+        .args(["run", "-g", "hellogame", "-m", "human", "-i", "one.json"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("clemhost starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"GREET: Hello Ada, welcome!\n")
+        .expect("typed");
+    let out = child.wait_with_output().expect("finishes");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Greet Ada.\nYour response as Greeter:"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(summary(&out, "success"), 1);
+    let req = read(
+        &env.path()
+            .join("results/human/hellogame/e/instance_00000/player_1.requests.json"),
+    );
+    assert_eq!(
+        req["calls"][0]["call"]["raw_response_obj"],
+        serde_json::json!({"clem_player": {"response": "GREET: Hello Ada, welcome!", "model_name": "human"}})
+    );
+}
+
+#[test]
+fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
+    let dir = plugin_dir();
+    let env = TestEnv::new();
+    write_test_registry(&env);
+    let child = env
+        .cmd()
+        .args([
+            "--plugin-dir",
+            &dir,
+            "run",
+            "-g",
+            "hellogame",
+            "-m",
+            "slow-echo",
+            "--parallel",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("clemhost starts");
+    let exp = env.path().join("results/slow-echo/hellogame/greet_en");
+    let start = std::time::Instant::now();
+    while !tree(&exp).iter().any(|p| p.ends_with("completed.json")) {
+        assert!(start.elapsed().as_secs() < 60, "no episode finished");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let out = child.wait_with_output().expect("finishes");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let done = tree(&exp)
+        .iter()
+        .filter(|p| p.ends_with("completed.json"))
+        .count();
+    assert!((1..10).contains(&done), "{done} episodes completed");
+    assert!(summary(&out, "interrupted") >= 1);
+    assert!(
+        !tree(&exp).iter().any(|p| p.ends_with("error.json")),
+        "an interrupted episode is not an error"
+    );
+}
