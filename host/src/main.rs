@@ -19,7 +19,27 @@ fn init_logging(verbose: u8, quiet: bool) {
         .try_init();
 }
 
+/// Restores the default SIGPIPE action, so that `clemhost ... | head` ends
+/// quietly like other Unix tools instead of panicking on a closed pipe.
+#[cfg(unix)]
+fn reset_sigpipe() {
+    extern "C" {
+        fn signal(signum: i32, handler: usize) -> usize;
+    }
+    const SIGPIPE: i32 = 13;
+    const SIG_DFL: usize = 0;
+    // SAFETY: setting a signal's action to its default has no preconditions;
+    // it runs before any other thread exists.
+    unsafe {
+        signal(SIGPIPE, SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn reset_sigpipe() {}
+
 fn main() -> std::process::ExitCode {
+    reset_sigpipe();
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let g = &cli.global;

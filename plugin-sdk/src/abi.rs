@@ -50,7 +50,7 @@ pub struct Str {
 
 impl Str {
     /// Borrows a Rust string for the duration of a call.
-    pub fn from_str(s: &str) -> Self {
+    pub fn borrow(s: &str) -> Self {
         Str {
             ptr: s.as_ptr(),
             len: s.len(),

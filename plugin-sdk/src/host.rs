@@ -253,7 +253,7 @@ impl Plugin {
             .map_err(|e| BackendError::internal(format!("model config: {e}")))?;
         let mut model: *mut c_void = std::ptr::null_mut();
         let mut buf = PluginBuf::EMPTY;
-        let status = (self.inner.api.create_model)(Str::from_str(&json), &mut model, &mut buf);
+        let status = (self.inner.api.create_model)(Str::borrow(&json), &mut model, &mut buf);
         let bytes = take_buf(self.inner.api, buf);
         if status != STATUS_OK {
             return Err(decode_error(status, &bytes));
@@ -360,7 +360,7 @@ impl ModelHandle {
             .map_err(|e| BackendError::internal(format!("generate request: {e}")))?;
         let api = self.inner.plugin.inner.api;
         let mut buf = PluginBuf::EMPTY;
-        let status = (api.generate)(self.inner.ptr, Str::from_str(&json), cancel, &mut buf);
+        let status = (api.generate)(self.inner.ptr, Str::borrow(&json), cancel, &mut buf);
         let len = buf.len;
         let limit = self.inner.plugin.inner.max_response_bytes;
         if status == STATUS_OK && len > limit {

@@ -33,9 +33,9 @@ impl log::Log for HostLogger {
         let msg = record.args().to_string();
         (self.log)(
             level_number(record.level()),
-            Str::from_str(self.plugin),
-            Str::from_str(record.target()),
-            Str::from_str(&msg),
+            Str::borrow(self.plugin),
+            Str::borrow(record.target()),
+            Str::borrow(&msg),
         );
     }
 

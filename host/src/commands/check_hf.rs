@@ -423,7 +423,7 @@ fn default_model_name(model: &str, loaded: &Loaded) -> String {
 }
 
 fn context_string(n: u64) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}k", n / 1024)
     } else {
         n.to_string()

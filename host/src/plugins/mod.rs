@@ -63,10 +63,8 @@ pub fn backend_name_of(file_name: &str) -> Option<&str> {
         s.strip_prefix("lib")?
     } else if let Some(s) = file_name.strip_suffix(".dylib") {
         s.strip_prefix("lib")?
-    } else if let Some(s) = file_name.strip_suffix(".dll") {
-        s
     } else {
-        return None;
+        file_name.strip_suffix(".dll")?
     };
     let name = stem.strip_suffix("_api")?;
     (!name.is_empty()).then_some(name)
