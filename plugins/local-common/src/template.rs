@@ -14,8 +14,9 @@
 //! - Python string/dict/list methods (`.strip()`, `.get()`, `.startswith()`,
 //!   ... and `.rsplit()`), through minijinja-contrib's pycompat callback;
 //! - transformers' own `tojson` filter (`json.dumps` with
-//!   `ensure_ascii=False`: no HTML escaping, Python float text) and jinja2's
-//!   `iterable` test (`none is iterable` is false);
+//!   `ensure_ascii=False`: no HTML escaping, Python float text), jinja2's
+//!   `iterable` test (`none is iterable` is false), and floats printed or
+//!   passed through `| string` in Python's form (`1e+20`);
 //! - the variables `apply_chat_template` passes: `messages`, `tools = none`,
 //!   `documents = none`, `add_generation_prompt`, every special token the
 //!   tokenizer has, and any extra keyword arguments.
@@ -205,6 +206,7 @@ impl ChatTemplate {
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", crate::pyjson::tojson_filter);
+        env.add_filter("string", python_string);
         env.add_test("iterable", is_iterable);
         env.add_template_owned(TEMPLATE_NAME, strip_generation_tags(source))
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
@@ -436,6 +438,17 @@ fn python_formatter(
     minijinja::escape_formatter(out, state, value)
 }
 
+/// The `string` filter, with floats written as Python's `str()` writes them
+/// (`1e+20`); everything else as minijinja's builtin filter does.
+fn python_string(state: &State<'_, '_>, value: &JValue) -> Result<JValue, JError> {
+    if value.kind() == ValueKind::Number && !value.is_integer() {
+        if let Ok(f) = f64::try_from(value.clone()) {
+            return Ok(JValue::from(crate::pyjson::float_repr(f)));
+        }
+    }
+    minijinja::filters::string(state, value)
+}
+
 /// Python methods on values: minijinja-contrib's pycompat set, plus
 /// `str.rsplit`, which it lacks.
 fn python_methods(
@@ -565,10 +578,10 @@ mod tests {
         let input = RenderInput::new(vec![
             json!({"role": "user", "content": " a,b,c ", "x": null}),
         ]);
-        let src = "{{ messages[0].content.strip().rsplit(',', 1) }}|{{ messages[0].x is defined }}|{{ none is iterable }}|{{ {'k': '<v>'} | tojson }}|{{ 1e-7 }}";
+        let src = "{{ messages[0].content.strip().rsplit(',', 1) }}|{{ messages[0].x is defined }}|{{ none is iterable }}|{{ {'k': '<v>'} | tojson }}|{{ 1e-7 }}|{{ 1e20 | string }}|{{ 2.5 | string }}|{{ 'x' | string }}";
         assert_eq!(
             render(src, &input).unwrap(),
-            r#"['a,b', 'c']|False|False|{"k": "<v>"}|1e-07"#
+            r#"['a,b', 'c']|False|False|{"k": "<v>"}|1e-07|1e+20|2.5|x"#
         );
     }
 
