@@ -154,7 +154,10 @@ pub struct CleanedOutput {
     pub cot_content: Option<String>,
     /// With `cot_output`: the answer before the token cut and strip, for
     /// plugins that apply clemcore's cut (tokenise, keep `max_tokens`,
-    /// decode, then [`crate::pystr::strip`]).
+    /// decode, then [`crate::pystr::strip`]). Note that clemcore tokenises
+    /// here with the tokenizer's default special tokens and decodes without
+    /// skipping them, so a tokenizer that adds a BOS puts the BOS text in
+    /// front of the answer.
     pub cot_answer_raw: Option<String>,
 }
 

@@ -100,7 +100,8 @@ pub struct RenderInput {
     /// `eos_token`; `None` leaves the variable undefined.
     pub eos_token: Option<String>,
     /// Further special-token variables (`pad_token`, `unk_token`, ...).
-    /// `bos_token`/`eos_token` here are overridden by the fields above.
+    /// A `bos_token`/`eos_token` here is replaced by the field above when
+    /// that field is set.
     pub special_tokens: Map<String, Value>,
     /// Extra template variables (registry `chat_template_kwargs`, such as
     /// `enable_thinking`); they override everything else except `messages`.
@@ -234,7 +235,7 @@ impl ChatTemplate {
         let messages: Vec<Value> = input.messages.iter().map(normalize_message).collect();
 
         let mut ctx = Map::new();
-        ctx.insert("messages".into(), Value::Array(messages.clone()));
+        ctx.insert("messages".into(), Value::Array(messages));
         ctx.insert("tools".into(), Value::Null);
         ctx.insert("documents".into(), Value::Null);
         ctx.insert(
@@ -265,7 +266,11 @@ impl ChatTemplate {
             .render(JValue::from(minijinja::value::Serde(&ctx)))
             .map_err(classify)?;
         if input.continue_final_message {
-            continue_final_message(rendered, &messages)
+            let messages = match ctx.get("messages") {
+                Some(Value::Array(m)) => m.as_slice(),
+                _ => &[],
+            };
+            continue_final_message(rendered, messages)
         } else {
             Ok(rendered)
         }
