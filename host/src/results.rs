@@ -124,13 +124,17 @@ fn replace_bare_nan(text: &str, with: &str) -> String {
     out
 }
 
-/// Writes `value` to `path` atomically: a temp file next to it, flushed and
-/// synced, then renamed over `path`. Creates missing parent directories.
+/// Writes `value` to `path` atomically: a temp file next to it, then renamed
+/// over `path`. Creates missing parent directories.
 pub fn write_json(path: &Path, value: &Value) -> Result<(), ResultsError> {
     write_atomic(path, to_python_json(value).as_bytes())
 }
 
 /// Writes bytes to `path` atomically (temp file in the same directory + rename).
+///
+/// A killed process leaves either the old file or the new one, never a
+/// truncated one. The file is not fsync'ed: that would cost milliseconds per
+/// file on a busy disk, and protects only against power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
     let err = |source| ResultsError::Write {
         path: path.to_path_buf(),
@@ -150,7 +154,6 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -31,9 +31,13 @@ pub struct PluginModel {
     stats: Arc<CallStats>,
 }
 
-/// Totals over all calls of a run (for the summary and the benchmark).
+/// What all calls of a run share: totals (for the summary and the
+/// benchmark) and the cancel flag raised for every call without a deadline
+/// of its own when the run stops.
 #[derive(Debug, Default)]
 pub struct CallStats {
+    /// Set to `CANCEL_REQUESTED` by the runner when the run stops (Ctrl-C).
+    pub cancel_in_flight: AtomicU8,
     /// Attempts made.
     pub attempts: AtomicU64,
     /// Attempts that were retried.
@@ -72,17 +76,14 @@ impl PluginModel {
         }
     }
 
-    /// One attempt: waits for the limiters, then runs `generate` on its own
-    /// thread and waits for it until the deadline or a stop.
-    fn attempt(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
-        let mut permits = Vec::with_capacity(self.limiters.len());
-        for l in &self.limiters {
-            match l.acquire(&self.stop) {
-                Some(p) => permits.push(p),
-                None => return Err(cancelled()),
-            }
-        }
-        let started = Instant::now();
+    /// Runs `generate` on its own thread and waits for it until
+    /// `hard_deadline` or a stop, then sets the call's cancel flag and
+    /// leaves the thread to finish by itself.
+    fn call_with_deadline(
+        &self,
+        request: &GenerateRequest,
+        hard_deadline: Instant,
+    ) -> Result<Generation, BackendError> {
         let cancel = Arc::new(AtomicU8::new(0));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         {
@@ -98,12 +99,11 @@ impl PluginModel {
                 )));
             }
         }
-        let hard_deadline = self.timeout.map(|t| started + t + GRACE);
-        let result = loop {
+        loop {
             match rx.recv_timeout(POLL) {
-                Ok(r) => break r,
+                Ok(r) => return r,
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    break Err(BackendError::new(
+                    return Err(BackendError::new(
                         ErrorKind::Panic,
                         "the call's thread ended without an answer",
                     ))
@@ -111,11 +111,11 @@ impl PluginModel {
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if self.stop.load(Ordering::Relaxed) {
                         cancel.store(CANCEL_REQUESTED, Ordering::Relaxed);
-                        break Err(cancelled());
+                        return Err(cancelled());
                     }
-                    if hard_deadline.is_some_and(|d| Instant::now() >= d) {
+                    if Instant::now() >= hard_deadline {
                         cancel.store(CANCEL_REQUESTED, Ordering::Relaxed);
-                        break Err(BackendError::new(
+                        return Err(BackendError::new(
                             ErrorKind::Timeout,
                             format!(
                                 "no answer within {:.1} s (--timeout); the plugin did not stop by itself",
@@ -125,6 +125,25 @@ impl PluginModel {
                     }
                 }
             }
+        }
+    }
+
+    /// One attempt: waits for the limiters, then calls the model (on its own
+    /// thread when there is a deadline to enforce).
+    fn attempt(&self, request: &GenerateRequest) -> Result<Generation, BackendError> {
+        let mut permits = Vec::with_capacity(self.limiters.len());
+        for l in &self.limiters {
+            match l.acquire(&self.stop) {
+                Some(p) => permits.push(p),
+                None => return Err(cancelled()),
+            }
+        }
+        let started = Instant::now();
+        let result = match self.timeout {
+            // No deadline: call on this thread (no hand-off to another
+            // thread); a stop reaches the plugin through the run's shared flag.
+            None => self.handle.generate(request, &self.stats.cancel_in_flight),
+            Some(timeout) => self.call_with_deadline(request, started + timeout + GRACE),
         };
         drop(permits);
         let elapsed = started.elapsed();

@@ -176,9 +176,24 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<ResultsError>> = Mutex::new(None);
     let workers = plan.parallel.clamp(1, jobs.len().max(1));
+    let all_done = AtomicBool::new(false);
     std::thread::scope(|s| {
+        // Passes a stop on to the model calls in flight that have no deadline.
+        s.spawn(|| {
+            while !all_done.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) {
+                    plan.stats.cancel_in_flight.store(
+                        clemhost_plugin_sdk::abi::CANCEL_REQUESTED,
+                        Ordering::Relaxed,
+                    );
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let mut handles = Vec::new();
         for _ in 0..workers {
-            s.spawn(|| loop {
+            handles.push(s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
                 if first_error
@@ -214,8 +229,12 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
                         *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     }
                 }
-            });
+            }));
         }
+        for h in handles {
+            let _ = h.join();
+        }
+        all_done.store(true, Ordering::Relaxed);
     });
     progress.done();
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
