@@ -205,9 +205,9 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         }
         let played = mean(&played_all);
         let quality = mean(&quality_all);
+        // As clembench: no quality score (every episode aborted) means no clemscore.
         let clemscore = match (played, quality) {
             (Some(p), Some(q)) => Some(p / 100.0 * q),
-            (Some(_), None) => Some(0.0),
             _ => None,
         };
         let mut row = vec![

@@ -324,6 +324,7 @@ fn write_test_registry(env: &TestEnv) {
         "model_registry.json",
         r#"[
   {"model_name": "echo-greeter", "backend": "echo", "model_config": {"reply": "GREET: Hello {name}, welcome!"}},
+  {"model_name": "echo-rude", "backend": "echo", "model_config": {"reply": "Hi {name}"}},
   {"model_name": "slow-echo", "backend": "echo", "model_config": {"latency_ms": 400}},
   {"model_name": "flaky", "backend": "misbehave", "model_config": {"misbehave": "error", "error_kind": "unavailable"}},
   {"model_name": "nokey", "backend": "misbehave", "model_config": {"misbehave": "error", "error_kind": "auth"}},
@@ -624,4 +625,34 @@ fn ctrl_c_stops_cleanly_and_says_how_to_resume() {
         !tree(&exp).iter().any(|p| p.ends_with("error.json")),
         "an interrupted episode is not an error"
     );
+}
+
+#[test]
+fn aborted_episodes_score_nan_and_get_no_clemscore_as_in_clembench() {
+    let dir = plugin_dir();
+    let env = TestEnv::new();
+    write_test_registry(&env);
+    let out = env.run(&[
+        "--plugin-dir",
+        &dir,
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "echo-rude",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "aborted"), 10);
+    assert!(env.run(&["score"]).status.success());
+    let text = std::fs::read_to_string(
+        env.path()
+            .join("results/echo-rude/hellogame/greet_en/instance_00000/scores.json"),
+    )
+    .expect("scores.json");
+    // Python's json writes a float NaN as the bare token.
+    assert!(text.contains("\"Main Score\": NaN"), "{text}");
+    assert!(text.contains("\"Aborted\": 1,"), "{text}");
+    assert!(env.run(&["eval"]).status.success());
+    let csv = std::fs::read_to_string(env.path().join("results/results.csv")).expect("results.csv");
+    assert_eq!(csv.lines().nth(1), Some("echo-rude,,0.0,,0.0,"));
 }
