@@ -101,61 +101,133 @@ fn main() {
         path.display()
     );
     println!(
-        "{:>11} {:>8} {:>9} {:>9} {:>11} {:>13} {:>13} {:>13}",
+        "{:<8} {:>11} {:>8} {:>9} {:>9} {:>8} {:>14} {:>13} {:>13} {:>12}",
+        "client",
         "concurrency",
         "requests",
         "req/s",
         "ideal",
-        "% of ideal",
-        "overhead p50",
-        "overhead p99",
+        "% ideal",
+        "overhead mean",
+        "call-lat p50",
+        "call-lat p99",
         "CPU/request"
     );
+    let body = json!({
+        "model": "fake-model", "messages": [{ "role": "user", "content": prompt }],
+        "temperature": 0.0, "max_tokens": 300
+    })
+    .to_string();
+    let addr = server.base_url().trim_start_matches("http://").to_string();
     for concurrency in [1usize, 8, 64] {
         let per_thread = ((seconds * 1000.0 / latency_ms.max(1) as f64).ceil() as usize).max(3);
-        let cpu_before = process_cpu();
-        let started = Instant::now();
-        let mut durations: Vec<Duration> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..concurrency)
-                .map(|_| {
-                    let model = model.clone();
-                    let request = request.clone();
-                    s.spawn(move || {
-                        let cancel = AtomicU8::new(0);
-                        let mut out = Vec::with_capacity(per_thread);
-                        for _ in 0..per_thread {
-                            let t = Instant::now();
-                            if let Err(e) = model.generate(&request, &cancel) {
-                                eprintln!("call failed: {e}");
+        for client in ["plugin", "raw"] {
+            let served_before = server.handling_times().len();
+            let cpu_before = process_cpu();
+            let started = Instant::now();
+            let mut durations: Vec<Duration> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..concurrency)
+                    .map(|_| {
+                        let model = model.clone();
+                        let request = request.clone();
+                        let body = body.as_str();
+                        let addr = addr.as_str();
+                        s.spawn(move || {
+                            if client == "raw" {
+                                return raw_calls(addr, body, per_thread);
                             }
-                            out.push(t.elapsed());
-                        }
-                        out
+                            let cancel = AtomicU8::new(0);
+                            let mut out = Vec::with_capacity(per_thread);
+                            for _ in 0..per_thread {
+                                let t = Instant::now();
+                                if let Err(e) = model.generate(&request, &cancel) {
+                                    eprintln!("call failed: {e}");
+                                }
+                                out.push(t.elapsed());
+                            }
+                            out
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        });
-        let wall = started.elapsed();
-        let cpu = process_cpu().saturating_sub(cpu_before);
-        durations.sort();
-        let n = durations.len();
-        let rps = n as f64 / wall.as_secs_f64();
-        let ideal = concurrency as f64 / latency.as_secs_f64().max(1e-9);
-        let over = |p| percentile(&durations, p).saturating_sub(latency);
-        println!(
-            "{:>11} {:>8} {:>9.1} {:>9.1} {:>10.1}% {:>10.3} ms {:>10.3} ms {:>10.3} ms",
-            concurrency,
-            n,
-            rps,
-            ideal,
-            100.0 * rps / ideal,
-            over(0.5).as_secs_f64() * 1000.0,
-            over(0.99).as_secs_f64() * 1000.0,
-            cpu.as_secs_f64() * 1000.0 / n as f64,
-        );
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_default())
+                    .collect()
+            });
+            let wall = started.elapsed();
+            let cpu = process_cpu().saturating_sub(cpu_before);
+            durations.sort();
+            let n = durations.len();
+            let rps = n as f64 / wall.as_secs_f64();
+            let ideal = concurrency as f64 / latency.as_secs_f64().max(1e-9);
+            let over = |p| percentile(&durations, p).saturating_sub(latency);
+            let served: Vec<Duration> = server.handling_times().split_off(served_before);
+            let mean =
+                |v: &[Duration]| v.iter().sum::<Duration>().as_secs_f64() / v.len().max(1) as f64;
+            // What the caller waited beyond what the server took, on average.
+            let overhead = mean(&durations) - mean(&served);
+            println!(
+                "{:<8} {:>11} {:>8} {:>9.1} {:>9.1} {:>7.1}% {:>11.3} ms {:>10.3} ms {:>10.3} ms {:>9.3} ms",
+                client,
+                concurrency,
+                n,
+                rps,
+                ideal,
+                100.0 * rps / ideal,
+                overhead * 1000.0,
+                over(0.5).as_secs_f64() * 1000.0,
+                over(0.99).as_secs_f64() * 1000.0,
+                cpu.as_secs_f64() * 1000.0 / n as f64,
+            );
+        }
     }
+}
+
+/// The baseline: the same request over one keep-alive connection with a
+/// minimal blocking HTTP/1.1 client (no JSON handling, no TLS stack, no
+/// async runtime, no ABI). What it measures is the machine, not clemhost.
+fn raw_calls(addr: &str, body: &str, count: usize) -> Vec<Duration> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut out = Vec::with_capacity(count);
+    let Ok(stream) = std::net::TcpStream::connect(addr) else {
+        eprintln!("raw client: cannot connect to {addr}");
+        return out;
+    };
+    let _ = stream.set_nodelay(true);
+    let Ok(mut writer) = stream.try_clone() else {
+        return out;
+    };
+    let mut reader = BufReader::new(stream);
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..count {
+        let t = Instant::now();
+        if writer.write_all(request.as_bytes()).is_err() {
+            break;
+        }
+        let mut length = 0usize;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return out;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut answer = vec![0; length];
+        if reader.read_exact(&mut answer).is_err() {
+            break;
+        }
+        out.push(t.elapsed());
+    }
+    out
 }

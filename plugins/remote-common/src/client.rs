@@ -8,7 +8,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AF
 use std::time::Duration;
 
 /// How often a waiting request looks at the host's cancel flag.
-const CANCEL_POLL: Duration = Duration::from_millis(20);
+const CANCEL_POLL: Duration = Duration::from_millis(100);
 /// How long establishing a connection may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a call may take when the host sets no deadline (the same

@@ -105,6 +105,7 @@ type Handler = dyn Fn(&RecordedRequest) -> Reply + Send + Sync;
 pub struct FakeServer {
     addr: SocketAddr,
     requests: Arc<Mutex<Vec<RecordedRequest>>>,
+    handling: Arc<Mutex<Vec<Duration>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -118,10 +119,12 @@ impl FakeServer {
             .local_addr()
             .expect("a bound listener has an address");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let handling = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let handler: Arc<Handler> = Arc::new(handler);
         {
             let requests = Arc::clone(&requests);
+            let handling = Arc::clone(&handling);
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
@@ -130,14 +133,18 @@ impl FakeServer {
                     }
                     let Ok(stream) = stream else { continue };
                     let requests = Arc::clone(&requests);
+                    let handling = Arc::clone(&handling);
                     let handler = Arc::clone(&handler);
-                    std::thread::spawn(move || serve_connection(stream, &requests, &*handler));
+                    std::thread::spawn(move || {
+                        serve_connection(stream, &requests, &handling, &*handler)
+                    });
                 }
             });
         }
         FakeServer {
             addr,
             requests,
+            handling,
             stop,
         }
     }
@@ -150,6 +157,12 @@ impl FakeServer {
     /// `http://127.0.0.1:<port>`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// For each answered request, the time from having read it to having
+    /// written the answer (the server's share of a call, delays included).
+    pub fn handling_times(&self) -> Vec<Duration> {
+        self.handling.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
     /// Every request received so far.
@@ -216,13 +229,19 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn serve_connection(stream: TcpStream, requests: &Mutex<Vec<RecordedRequest>>, handler: &Handler) {
+fn serve_connection(
+    stream: TcpStream,
+    requests: &Mutex<Vec<RecordedRequest>>,
+    handling: &Mutex<Vec<Duration>>,
+    handler: &Handler,
+) {
     let _ = stream.set_nodelay(true);
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
     let mut reader = BufReader::new(stream);
     while let Some(request) = read_request(&mut reader) {
+        let received = std::time::Instant::now();
         let mut reply = handler(&request);
         if let Ok(mut all) = requests.lock() {
             all.push(request);
@@ -250,6 +269,9 @@ fn serve_connection(stream: TcpStream, requests: &Mutex<Vec<RecordedRequest>>, h
                 bytes.extend_from_slice(&body);
                 if writer.write_all(&bytes).is_err() {
                     return;
+                }
+                if let Ok(mut h) = handling.lock() {
+                    h.push(received.elapsed());
                 }
             }
             Reply::Reset => {
