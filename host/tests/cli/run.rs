@@ -656,3 +656,27 @@ fn aborted_episodes_score_nan_and_get_no_clemscore_as_in_clembench() {
     let csv = std::fs::read_to_string(env.path().join("results/results.csv")).expect("results.csv");
     assert_eq!(csv.lines().nth(1), Some("echo-rude,,0.0,,0.0,"));
 }
+
+#[test]
+fn a_model_without_a_plugin_or_registry_entry_fails_before_playing() {
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "orphan", "backend": "nosuchbackend"}]"#,
+    );
+    let out = env.run(&["run", "-g", "hellogame", "-m", "orphan"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no plugin serves backend 'nosuchbackend'"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["run", "-g", "hellogame", "-m", "not-registered-anywhere"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not-registered-anywhere"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path().join("results").exists(), "nothing played");
+}
