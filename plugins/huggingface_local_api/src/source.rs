@@ -1,0 +1,230 @@
+//! Where a model's files come from: `huggingface_id` is either a local
+//! directory or a Hub repo id, fetched with `hf-hub` into the standard
+//! HuggingFace cache (the same layout transformers uses, so a model
+//! downloaded by either is found by both).
+//!
+//! Environment, as `huggingface_hub` reads it:
+//! - `HF_HUB_CACHE`: the cache directory; else `HF_HOME/hub`; else
+//!   `~/.cache/huggingface/hub`.
+//! - `HF_HUB_OFFLINE=1`: never touch the network; the files must be cached.
+//! - `HF_TOKEN`: the access token, unless the registry entry sets
+//!   `requires_api_key: true`, in which case the `huggingface` key's
+//!   `api_key` is used. Without either, hf-hub's saved token file is used.
+//! - `HF_ENDPOINT`: another Hub address (mirrors).
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The files of one model, all in one directory.
+#[derive(Clone, Debug)]
+pub struct ModelFiles {
+    /// The directory with config.json, tokenizer files and weights.
+    pub dir: PathBuf,
+    /// The safetensors files, in load order.
+    pub weights: Vec<PathBuf>,
+}
+
+/// How to reach the Hub.
+#[derive(Clone, Debug, Default)]
+pub struct HubSettings {
+    /// The cache directory (`.../hub`).
+    pub cache_dir: PathBuf,
+    /// Only use cached files.
+    pub offline: bool,
+    /// Access token for gated or private repos.
+    pub token: Option<String>,
+    /// Another Hub address.
+    pub endpoint: Option<String>,
+}
+
+impl HubSettings {
+    /// Settings from an environment lookup (`std::env::var` in production).
+    pub fn from_env(var: impl Fn(&str) -> Option<String>, token: Option<String>) -> Self {
+        let nonempty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let cache_dir = match (nonempty("HF_HUB_CACHE"), nonempty("HF_HOME")) {
+            (Some(dir), _) => PathBuf::from(dir),
+            (None, Some(home)) => PathBuf::from(home).join("hub"),
+            (None, None) => home_dir().join(".cache").join("huggingface").join("hub"),
+        };
+        let offline = nonempty("HF_HUB_OFFLINE")
+            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false);
+        HubSettings {
+            cache_dir,
+            offline,
+            token: token.or_else(|| nonempty("HF_TOKEN")),
+            endpoint: nonempty("HF_ENDPOINT"),
+        }
+    }
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Files a model may have besides config.json and the weights.
+const OPTIONAL_FILES: [&str; 5] = [
+    "tokenizer_config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+];
+
+/// Resolves `huggingface_id` to the model's files.
+pub fn resolve(huggingface_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
+    let local = Path::new(huggingface_id);
+    if local.is_dir() {
+        return local_files(local);
+    }
+    if local.is_absolute() || huggingface_id.starts_with('.') || huggingface_id.split('/').count() != 2 {
+        return Err(Error::Hub {
+            repo: huggingface_id.to_string(),
+            message: "it is neither an existing directory nor a Hub repo id of the form `org/name`".into(),
+        });
+    }
+    fetch(huggingface_id, hub)
+}
+
+fn local_files(dir: &Path) -> Result<ModelFiles> {
+    let weights = weight_files(dir, |name| {
+        let p = dir.join(name);
+        p.is_file().then_some(p)
+    })?;
+    Ok(ModelFiles {
+        dir: dir.to_path_buf(),
+        weights,
+    })
+}
+
+/// The safetensors files: `model.safetensors`, or the shards listed by
+/// `model.safetensors.index.json`. `get` finds (or fetches) one file.
+fn weight_files(dir: &Path, get: impl Fn(&str) -> Option<PathBuf>) -> Result<Vec<PathBuf>> {
+    if let Some(single) = get("model.safetensors") {
+        return Ok(vec![single]);
+    }
+    let Some(index) = get("model.safetensors.index.json") else {
+        return Err(Error::Weights {
+            path: dir.to_path_buf(),
+            message: "no model.safetensors or model.safetensors.index.json (only safetensors weights are supported)"
+                .into(),
+        });
+    };
+    let map = crate::error::read_json(&index)?;
+    let Some(serde_json::Value::Object(weight_map)) = map.get("weight_map") else {
+        return Err(Error::field(index.display().to_string(), "weight_map", "must be an object of tensor -> file"));
+    };
+    let mut names: Vec<String> = Vec::new();
+    for file in weight_map.values() {
+        let Some(name) = file.as_str() else {
+            return Err(Error::field(index.display().to_string(), "weight_map", "values must be file names"));
+        };
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            get(&name).ok_or_else(|| Error::Weights {
+                path: dir.to_path_buf(),
+                message: format!("shard {name} listed in model.safetensors.index.json is missing"),
+            })
+        })
+        .collect()
+}
+
+fn fetch(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
+    let hub_err = |message: String| Error::Hub {
+        repo: repo_id.to_string(),
+        message,
+    };
+    let cache = hf_hub::Cache::new(hub.cache_dir.clone());
+    let cached = cache.model(repo_id.to_string());
+    let api_repo = if hub.offline {
+        None
+    } else {
+        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false);
+        if let Some(token) = &hub.token {
+            builder = builder.with_token(Some(token.clone()));
+        }
+        if let Some(endpoint) = &hub.endpoint {
+            builder = builder.with_endpoint(endpoint.clone());
+        }
+        let api = builder
+            .build()
+            .map_err(|e| hub_err(format!("cannot set up the Hub client: {e}")))?;
+        Some(api.model(repo_id.to_string()))
+    };
+    let get = |name: &str| -> std::result::Result<PathBuf, String> {
+        if let Some(path) = cached.get(name) {
+            return Ok(path);
+        }
+        match &api_repo {
+            None => Err(format!(
+                "{name} is not in the cache at {} and HF_HUB_OFFLINE is set",
+                hub.cache_dir.display()
+            )),
+            Some(repo) => repo.get(name).map_err(|e| format!("downloading {name} failed: {e}")),
+        }
+    };
+    let config = get("config.json").map_err(hub_err)?;
+    let dir = config
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| hub_err("the cached config.json has no parent directory".into()))?;
+    get("tokenizer.json").map_err(hub_err)?;
+    for name in OPTIONAL_FILES {
+        if let Err(e) = get(name) {
+            log::debug!("{repo_id}: optional file not available: {e}");
+        }
+    }
+    let weights = weight_files(&dir, |name| match get(name) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            log::debug!("{repo_id}: {e}");
+            None
+        }
+    })?;
+    Ok(ModelFiles { dir, weights })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn cache_dir_and_offline_follow_the_hf_variables() {
+        let s = HubSettings::from_env(env(&[("HF_HOME", "/h"), ("HF_HUB_OFFLINE", "1")]), None);
+        assert_eq!(s.cache_dir, PathBuf::from("/h/hub"));
+        assert!(s.offline);
+        let s = HubSettings::from_env(env(&[("HF_HOME", "/h"), ("HF_HUB_CACHE", "/c"), ("HF_TOKEN", "t")]), None);
+        assert_eq!(s.cache_dir, PathBuf::from("/c"));
+        assert!(!s.offline);
+        assert_eq!(s.token.as_deref(), Some("t"));
+        let s = HubSettings::from_env(env(&[("HF_TOKEN", "t")]), Some("from-key".into()));
+        assert_eq!(s.token.as_deref(), Some("from-key"));
+    }
+
+    #[test]
+    fn a_path_that_is_no_repo_id_is_a_clear_error() {
+        let msg = resolve("/no/such/dir", &HubSettings::default()).unwrap_err().to_string();
+        assert!(msg.contains("neither an existing directory"), "{msg}");
+    }
+
+    #[test]
+    fn offline_without_cached_files_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = HubSettings {
+            cache_dir: dir.path().to_path_buf(),
+            offline: true,
+            ..HubSettings::default()
+        };
+        let msg = resolve("org/missing", &hub).unwrap_err().to_string();
+        assert!(msg.contains("HF_HUB_OFFLINE") && msg.contains("config.json"), "{msg}");
+    }
+}
