@@ -233,7 +233,13 @@ fn generation_stops_at_any_eos_id_and_the_eos_is_culled() {
     let model = open(&dir, json!({})).unwrap();
     let prepared = model
         .engine()
-        .prepare(&[Message::new("user", "Stop early")], &GenArgs::default())
+        .prepare(
+            &[Message::new("user", "Stop early")],
+            &GenArgs {
+                max_tokens: 8,
+                ..GenArgs::default()
+            },
+        )
         .unwrap();
     let (first, _, _) = model.engine().greedy_fixed(&prepared.prompt_ids, 1).unwrap();
     let first_text = model.engine().tokenizer().decode(&first).unwrap();
