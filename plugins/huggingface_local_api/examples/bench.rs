@@ -40,7 +40,10 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let number = |v: String| v.parse::<usize>().map_err(|_| format!("{flag}: `{v}` is not a number"));
+        let number = |v: String| {
+            v.parse::<usize>()
+                .map_err(|_| format!("{flag}: `{v}` is not a number"))
+        };
         match flag.as_str() {
             "--model" => args.model = value()?,
             "--prompt-file" => args.prompt_file = value()?,
@@ -82,7 +85,8 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let prompt = std::fs::read_to_string(&args.prompt_file).map_err(|e| format!("{}: {e}", args.prompt_file))?;
+    let prompt = std::fs::read_to_string(&args.prompt_file)
+        .map_err(|e| format!("{}: {e}", args.prompt_file))?;
     let spec = json!({
         "model_name": "bench",
         "backend": "huggingface_local",

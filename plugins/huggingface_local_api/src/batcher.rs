@@ -39,7 +39,9 @@ pub struct Batcher {
 
 impl std::fmt::Debug for Batcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batcher").field("max_batch", &self.max_batch).finish()
+        f.debug_struct("Batcher")
+            .field("max_batch", &self.max_batch)
+            .finish()
     }
 }
 
@@ -63,7 +65,12 @@ impl Batcher {
 
     /// Runs one request, alone or batched with concurrent ones. Returns its
     /// tokens and the milliseconds it waited in the queue.
-    pub fn submit(&self, engine: &Engine, prepared: Prepared, ctx: &Ctx) -> Result<(RowTokens, f64), BackendError> {
+    pub fn submit(
+        &self,
+        engine: &Engine,
+        prepared: Prepared,
+        ctx: &Ctx,
+    ) -> Result<(RowTokens, f64), BackendError> {
         let job = Arc::new(Job {
             prepared,
             enqueued: Instant::now(),
@@ -108,7 +115,8 @@ impl Batcher {
         let started = Instant::now();
         let rows: Vec<&Prepared> = batch.iter().map(|j| &j.prepared).collect();
         let stop = |i: usize| {
-            batch[i].abandoned.load(Ordering::Relaxed) || (Arc::ptr_eq(&batch[i], own) && ctx.check().is_err())
+            batch[i].abandoned.load(Ordering::Relaxed)
+                || (Arc::ptr_eq(&batch[i], own) && ctx.check().is_err())
         };
         let outcome = engine.run_batch(&rows, &stop);
         for (i, job) in batch.iter().enumerate() {

@@ -17,7 +17,12 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn load(vb: &VarBuilder, size: usize, name: &str, spec: &DecoderSpec) -> candle_core::Result<Self> {
+    fn load(
+        vb: &VarBuilder,
+        size: usize,
+        name: &str,
+        spec: &DecoderSpec,
+    ) -> candle_core::Result<Self> {
         let mut weight = vb.get(size, name)?;
         if spec.norm_weight_offset {
             weight = (weight + 1.0)?;
@@ -123,7 +128,12 @@ fn find_prefix(vb: &VarBuilder) -> Option<&'static str> {
 
 impl Decoder {
     /// Loads the weights of `spec` from the safetensors files.
-    pub fn load(spec: DecoderSpec, files: &[std::path::PathBuf], model_dir: &Path, device: &Device) -> Result<Self> {
+    pub fn load(
+        spec: DecoderSpec,
+        files: &[std::path::PathBuf],
+        model_dir: &Path,
+        device: &Device,
+    ) -> Result<Self> {
         let dtype = DType::F32;
         let weights_err = |e: candle_core::Error| Error::Weights {
             path: model_dir.to_path_buf(),
@@ -133,7 +143,8 @@ impl Decoder {
         // the load; every tensor is copied out (converted to `dtype`) before
         // the mapping is dropped, and the model files are not expected to be
         // modified while a model loads.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }.map_err(weights_err)?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(files, dtype, device) }
+            .map_err(weights_err)?;
         let prefix = find_prefix(&vb).ok_or_else(|| Error::Weights {
             path: model_dir.to_path_buf(),
             message: "no `model.embed_tokens.weight` (or a language_model variant) in the safetensors files".into(),
@@ -145,21 +156,32 @@ impl Decoder {
         let q_out = spec.num_heads * hd;
         let kv_out = spec.num_kv_heads * hd;
         let inter = spec.intermediate_size;
-        let embed = vb.get((spec.vocab_size, h), "embed_tokens.weight").map_err(weights_err)?;
+        let embed = vb
+            .get((spec.vocab_size, h), "embed_tokens.weight")
+            .map_err(weights_err)?;
         let mut layers = Vec::with_capacity(spec.num_layers);
         for i in 0..spec.num_layers {
             let lb = vb.pp(format!("layers.{i}"));
-            let layer = Self::load_layer(&spec, &lb, h, q_out, kv_out, inter, i).map_err(weights_err)?;
+            let layer =
+                Self::load_layer(&spec, &lb, h, q_out, kv_out, inter, i).map_err(weights_err)?;
             layers.push(layer);
         }
         let final_norm = RmsNorm::load(&vb, h, "norm.weight", &spec).map_err(weights_err)?;
         let lm_head = if spec.tie_word_embeddings || !root.contains_tensor("lm_head.weight") {
             Linear::new(embed.clone(), None)
         } else {
-            Linear::new(root.get((spec.vocab_size, h), "lm_head.weight").map_err(weights_err)?, None)
+            Linear::new(
+                root.get((spec.vocab_size, h), "lm_head.weight")
+                    .map_err(weights_err)?,
+                None,
+            )
         };
         let inv_freq = spec.rope.inv_freq(hd);
-        let inv_freq_local = spec.rope_local.as_ref().map(|r| r.inv_freq(hd)).unwrap_or_else(|| inv_freq.clone());
+        let inv_freq_local = spec
+            .rope_local
+            .as_ref()
+            .map(|r| r.inv_freq(hd))
+            .unwrap_or_else(|| inv_freq.clone());
         Ok(Decoder {
             spec,
             device: device.clone(),
@@ -183,13 +205,14 @@ impl Decoder {
         index: usize,
     ) -> candle_core::Result<Layer> {
         let at = lb.pp("self_attn");
-        let optional_bias = |vb: &VarBuilder, name: &str, size: usize| -> candle_core::Result<Option<Tensor>> {
-            if vb.contains_tensor(name) {
-                vb.get(size, name).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
+        let optional_bias =
+            |vb: &VarBuilder, name: &str, size: usize| -> candle_core::Result<Option<Tensor>> {
+                if vb.contains_tensor(name) {
+                    vb.get(size, name).map(Some)
+                } else {
+                    Ok(None)
+                }
+            };
         let qkv = if spec.fused_qkv {
             let w = at.get((q_out + 2 * kv_out, h), "qkv_proj.weight")?;
             Linear::new(w, optional_bias(&at, "qkv_proj.bias", q_out + 2 * kv_out)?)
@@ -213,7 +236,10 @@ impl Decoder {
             };
             Linear::new(w, bias)
         };
-        let o = Linear::new(at.get((h, q_out), "o_proj.weight")?, optional_bias(&at, "o_proj.bias", h)?);
+        let o = Linear::new(
+            at.get((h, q_out), "o_proj.weight")?,
+            optional_bias(&at, "o_proj.bias", h)?,
+        );
         let (q_norm, k_norm) = if spec.qk_norm {
             (
                 Some(RmsNorm::load(&at, spec.head_dim, "q_norm.weight", spec)?),
@@ -233,8 +259,18 @@ impl Decoder {
         let down = Linear::new(mb.get((h, inter), "down_proj.weight")?, None);
         let (pre_ffn_norm, post_ffn_norm) = if spec.sandwich_norms {
             (
-                Some(RmsNorm::load(lb, h, "pre_feedforward_layernorm.weight", spec)?),
-                Some(RmsNorm::load(lb, h, "post_feedforward_layernorm.weight", spec)?),
+                Some(RmsNorm::load(
+                    lb,
+                    h,
+                    "pre_feedforward_layernorm.weight",
+                    spec,
+                )?),
+                Some(RmsNorm::load(
+                    lb,
+                    h,
+                    "post_feedforward_layernorm.weight",
+                    spec,
+                )?),
             )
         } else {
             (None, None)
@@ -286,7 +322,9 @@ impl Decoder {
         let rows = tokens.len();
         let t = tokens.first().map(Vec::len).unwrap_or(0);
         if rows == 0 || t == 0 || tokens.iter().any(|r| r.len() != t) || rows != cache.valid.len() {
-            return Err(Error::Request("decoder input must be non-empty rows of equal length".into()));
+            return Err(Error::Request(
+                "decoder input must be non-empty rows of equal length".into(),
+            ));
         }
         if cache.len + t > cache.capacity {
             return Err(Error::Request(format!(
@@ -313,7 +351,10 @@ impl Decoder {
         let total = cache.len;
 
         let ids = Tensor::from_vec(ids, (rows, t), &self.device)?;
-        let mut x = self.embed.embedding(&ids.flatten_all()?)?.reshape((rows, t, self.spec.hidden_size))?;
+        let mut x =
+            self.embed
+                .embedding(&ids.flatten_all()?)?
+                .reshape((rows, t, self.spec.hidden_size))?;
         if self.spec.scale_embeddings {
             x = (x * (self.spec.hidden_size as f64).sqrt())?;
         }
@@ -325,7 +366,9 @@ impl Decoder {
         };
         let mask_full = self.mask(cache, past, t, None)?;
         let mask_sliding = match self.spec.sliding_window {
-            Some(w) if self.layers.iter().any(|l| l.sliding) => self.mask(cache, past, t, Some(w))?,
+            Some(w) if self.layers.iter().any(|l| l.sliding) => {
+                self.mask(cache, past, t, Some(w))?
+            }
             _ => None,
         };
         for (layer, lc) in self.layers.iter().zip(cache.layers.iter_mut()) {
@@ -333,7 +376,11 @@ impl Decoder {
                 (Some((c, s)), true) => (c, s),
                 _ => (&cos, &sin),
             };
-            let mask = if layer.sliding { &mask_sliding } else { &mask_full };
+            let mask = if layer.sliding {
+                &mask_sliding
+            } else {
+                &mask_full
+            };
             x = self.layer_forward(layer, lc, &x, cos, sin, mask.as_ref(), past, total)?;
         }
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
@@ -345,7 +392,13 @@ impl Decoder {
         Ok(logits)
     }
 
-    fn rope_tables(&self, positions: &[u32], rows: usize, t: usize, inv_freq: &[f32]) -> Result<(Tensor, Tensor)> {
+    fn rope_tables(
+        &self,
+        positions: &[u32],
+        rows: usize,
+        t: usize,
+        inv_freq: &[f32],
+    ) -> Result<(Tensor, Tensor)> {
         let half = inv_freq.len();
         let mut cos = Vec::with_capacity(positions.len() * half);
         let mut sin = Vec::with_capacity(positions.len() * half);
@@ -363,7 +416,13 @@ impl Decoder {
 
     /// The additive mask `[rows, 1, t, total]`, or `None` when every query
     /// may see every earlier key (one row, no padding, no window).
-    fn mask(&self, cache: &Cache, past: usize, t: usize, window: Option<usize>) -> Result<Option<Tensor>> {
+    fn mask(
+        &self,
+        cache: &Cache,
+        past: usize,
+        t: usize,
+        window: Option<usize>,
+    ) -> Result<Option<Tensor>> {
         let total = past + t;
         let padded = cache.valid.iter().any(|v| v.iter().any(|ok| !ok));
         let window_bites = window.is_some_and(|w| total > w);
@@ -378,7 +437,9 @@ impl Decoder {
                 let base = (r * t + qi) * total;
                 for k_col in 0..total {
                     let visible = k_col == q_col
-                        || (k_col < q_col && valid[k_col] && window.is_none_or(|w| q_col - k_col < w));
+                        || (k_col < q_col
+                            && valid[k_col]
+                            && window.is_none_or(|w| q_col - k_col < w));
                     if !visible {
                         m[base + k_col] = f32::MIN;
                     }
@@ -410,8 +471,12 @@ impl Decoder {
         let h = layer.input_norm.forward(x)?;
         let qkv = layer.qkv.forward(&h)?;
         let q = qkv.narrow(D::Minus1, 0, nh * hd)?.reshape((b, t, nh, hd))?;
-        let k = qkv.narrow(D::Minus1, nh * hd, kvh * hd)?.reshape((b, t, kvh, hd))?;
-        let v = qkv.narrow(D::Minus1, (nh + kvh) * hd, kvh * hd)?.reshape((b, t, kvh, hd))?;
+        let k = qkv
+            .narrow(D::Minus1, nh * hd, kvh * hd)?
+            .reshape((b, t, kvh, hd))?;
+        let v = qkv
+            .narrow(D::Minus1, (nh + kvh) * hd, kvh * hd)?
+            .reshape((b, t, kvh, hd))?;
         let (q, k) = match (&layer.q_norm, &layer.k_norm) {
             (Some(qn), Some(kn)) => (qn.forward(&q.contiguous()?)?, kn.forward(&k.contiguous()?)?),
             _ => (q, k),
@@ -434,7 +499,8 @@ impl Decoder {
         if let Some(mask) = mask {
             scores = scores.broadcast_add(mask)?;
         }
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kvh, n_rep * t, total))?;
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kvh, n_rep * t, total))?;
         let attn = probs
             .matmul(&v_all)?
             .reshape((b, nh, t, hd))?

@@ -78,21 +78,38 @@ impl Settings {
                 }
             }
         }
-        if mc.get("multimodal").and_then(Value::as_bool).unwrap_or(false) {
-            return Err(field_err("multimodal", "multimodal models are not supported by huggingface_local"));
+        if mc
+            .get("multimodal")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            return Err(field_err(
+                "multimodal",
+                "multimodal models are not supported by huggingface_local",
+            ));
         }
         if mc.get("peft_model").is_some_and(|v| !v.is_null()) {
-            return Err(field_err("peft_model", "adapters are not supported by huggingface_local"));
+            return Err(field_err(
+                "peft_model",
+                "adapters are not supported by huggingface_local",
+            ));
         }
         for ignored in ["load_in_8bit", "load_in_4bit"] {
             if mc.get(ignored).and_then(Value::as_bool).unwrap_or(false) {
-                log::warn!("model_config.{ignored} is ignored: huggingface_local runs unquantised weights");
+                log::warn!(
+                    "model_config.{ignored} is ignored: huggingface_local runs unquantised weights"
+                );
             }
         }
         let custom = match mc.get("custom_chat_template") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(field_err("custom_chat_template", "must be a Jinja template string")),
+            Some(_) => {
+                return Err(field_err(
+                    "custom_chat_template",
+                    "must be a Jinja template string",
+                ))
+            }
         };
         let mut kwargs = match mc.get("chat_template_kwargs") {
             None | Some(Value::Null) => Map::new(),
@@ -100,7 +117,9 @@ impl Settings {
             Some(_) => return Err(field_err("chat_template_kwargs", "must be an object")),
         };
         if let Some(effort) = mc.get("cot_effort").filter(|v| !v.is_null()) {
-            kwargs.entry("reasoning_effort").or_insert_with(|| effort.clone());
+            kwargs
+                .entry("reasoning_effort")
+                .or_insert_with(|| effort.clone());
         }
         let opt_str = |key: &str| -> Result<Option<String>> {
             match mc.get(key) {
@@ -118,7 +137,9 @@ impl Settings {
         };
         let seed = match mc.get("seed") {
             None | Some(Value::Null) => 0,
-            Some(v) => v.as_u64().ok_or_else(|| field_err("seed", "must be a non-negative integer"))?,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| field_err("seed", "must be a non-negative integer"))?,
         };
         Ok(Settings {
             premade_chat_template: premade,
@@ -208,21 +229,35 @@ impl Engine {
                     "is required: a Hub repo id (org/name) or a local model directory",
                 )
             })?;
-        let requires_key = mc.get("requires_api_key").and_then(Value::as_bool).unwrap_or(false);
+        let requires_key = mc
+            .get("requires_api_key")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let token = if requires_key {
-            Some(config.credential("api_key").map(str::to_string).ok_or_else(|| {
-                Error::field(
-                    "key.json",
-                    "huggingface.api_key",
-                    "is required because model_config.requires_api_key is true",
-                )
-            })?)
+            Some(
+                config
+                    .credential("api_key")
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        Error::field(
+                            "key.json",
+                            "huggingface.api_key",
+                            "is required because model_config.requires_api_key is true",
+                        )
+                    })?,
+            )
         } else {
             None
         };
         let hub = HubSettings::from_env(|k| std::env::var(k).ok(), token);
         let files = source::resolve(id, &hub)?;
-        Self::from_files(config.model_name(), &files, &settings, mc, config.spec.get("context_size"))
+        Self::from_files(
+            config.model_name(),
+            &files,
+            &settings,
+            mc,
+            config.spec.get("context_size"),
+        )
     }
 
     /// Opens a model from resolved files (used by `open`, tests and the bench).
@@ -237,7 +272,9 @@ impl Engine {
         let spec = families::spec_from_config(&dir.join("config.json"))?;
         let hf = HfConfig::load(dir).map_err(config_err)?;
         let tok_cfg = TokenizerConfig::load(dir).map_err(config_err)?;
-        let gen_cfg = GenerationConfig::load(dir).map_err(config_err)?.unwrap_or_default();
+        let gen_cfg = GenerationConfig::load(dir)
+            .map_err(config_err)?
+            .unwrap_or_default();
         let tokenizer = TextTokenizer::load(dir, &tok_cfg)?;
 
         let source = if settings.premade_chat_template || settings.custom_chat_template.is_none() {
@@ -280,7 +317,8 @@ impl Engine {
         if eos_ids.is_empty() {
             log::warn!("{name}: no EOS token id in generation_config.json, config.json or the tokenizer; answers always run to max_tokens");
         }
-        let clean = CleanSettings::from_model_config(model_config, pad_token).map_err(config_err)?;
+        let clean =
+            CleanSettings::from_model_config(model_config, pad_token).map_err(config_err)?;
         let specials = tok_cfg.all_special_tokens();
         let special_refs: Vec<&str> = specials.iter().map(String::as_str).collect();
         let cleaner = OutputCleaner::new(&clean, &special_refs).map_err(config_err)?;
@@ -292,7 +330,12 @@ impl Engine {
             .num_threads(settings.threads)
             .thread_name(|i| format!("hf-local-{i}"))
             .build()
-            .map_err(|e| Error::Request(format!("cannot start {} compute threads: {e}", settings.threads)))?;
+            .map_err(|e| {
+                Error::Request(format!(
+                    "cannot start {} compute threads: {e}",
+                    settings.threads
+                ))
+            })?;
         let device = Device::Cpu;
         let decoder = pool.install(|| Decoder::load(spec, &files.weights, dir, &device))?;
         if tokenizer.vocab_size() > decoder.spec().vocab_size {
@@ -347,17 +390,23 @@ impl Engine {
             input.continue_final_message = true;
         }
         input.messages = clemhost_local_common::template::messages_to_values(&msgs);
-        self.template
-            .render(&input)
-            .map_err(|e| BackendError::invalid_request(format!("chat template of {}: {e}", self.name)))
+        self.template.render(&input).map_err(|e| {
+            BackendError::invalid_request(format!("chat template of {}: {e}", self.name))
+        })
     }
 
     /// Steps 1–3: template, tokens, context check.
-    pub fn prepare(&self, conversation: &[Message], gen: &GenArgs) -> Result<Prepared, BackendError> {
+    pub fn prepare(
+        &self,
+        conversation: &[Message],
+        gen: &GenArgs,
+    ) -> Result<Prepared, BackendError> {
         let prompt = self.render(conversation)?;
         let prompt_ids = self.tokenizer.encode(&prompt)?;
         if prompt_ids.is_empty() {
-            return Err(BackendError::invalid_request("the rendered prompt has no tokens"));
+            return Err(BackendError::invalid_request(
+                "the rendered prompt has no tokens",
+            ));
         }
         let max_tokens = gen.max_tokens as usize;
         context::check_context(
@@ -372,7 +421,11 @@ impl Engine {
         } else {
             max_tokens
         };
-        let seed = gen.extra.get("seed").and_then(Value::as_u64).unwrap_or(self.seed);
+        let seed = gen
+            .extra
+            .get("seed")
+            .and_then(Value::as_u64)
+            .unwrap_or(self.seed);
         Ok(Prepared {
             prompt_ids,
             max_tokens,
@@ -385,11 +438,19 @@ impl Engine {
     /// Runs the token loop for several prepared requests as one left-padded
     /// batch. `stop(i)` is polled between steps: a row for which it returns
     /// true is dropped (its result is then meaningless).
-    pub fn run_batch(&self, rows: &[&Prepared], stop: &(dyn Fn(usize) -> bool + Sync)) -> Result<Vec<RowTokens>> {
+    pub fn run_batch(
+        &self,
+        rows: &[&Prepared],
+        stop: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<Vec<RowTokens>> {
         self.pool.install(|| self.run_batch_inner(rows, stop))
     }
 
-    fn run_batch_inner(&self, rows: &[&Prepared], stop: &(dyn Fn(usize) -> bool + Sync)) -> Result<Vec<RowTokens>> {
+    fn run_batch_inner(
+        &self,
+        rows: &[&Prepared],
+        stop: &(dyn Fn(usize) -> bool + Sync),
+    ) -> Result<Vec<RowTokens>> {
         let n = rows.len();
         let longest = rows.iter().map(|r| r.prompt_ids.len()).max().unwrap_or(0);
         let max_budget = rows.iter().map(|r| r.budget).max().unwrap_or(0);
@@ -423,7 +484,8 @@ impl Engine {
         let mut start = 0;
         while start < longest {
             let end = (start + PREFILL_CHUNK).min(longest);
-            let chunk: Vec<Vec<Option<u32>>> = padded.iter().map(|r| r[start..end].to_vec()).collect();
+            let chunk: Vec<Vec<Option<u32>>> =
+                padded.iter().map(|r| r[start..end].to_vec()).collect();
             logits = Some(self.decoder.forward(&chunk, &mut cache)?);
             start = end;
         }

@@ -103,7 +103,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     /// A missing or malformed field.
-    pub fn field(file: impl Into<String>, field: impl Into<String>, problem: impl Into<String>) -> Self {
+    pub fn field(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        problem: impl Into<String>,
+    ) -> Self {
         Error::Field {
             file: file.into(),
             field: field.into(),
@@ -121,12 +125,14 @@ impl From<Error> for BackendError {
                 context_size,
                 index,
                 ..
-            } => BackendError::new(ErrorKind::ContextExceeded, message).with_details(serde_json::json!({
-                "tokens_used": tokens_used,
-                "tokens_left": context_size as i64 - tokens_used as i64,
-                "context_size": context_size,
-                "batch_index": index,
-            })),
+            } => BackendError::new(ErrorKind::ContextExceeded, message).with_details(
+                serde_json::json!({
+                    "tokens_used": tokens_used,
+                    "tokens_left": context_size as i64 - tokens_used as i64,
+                    "context_size": context_size,
+                    "batch_index": index,
+                }),
+            ),
             Error::Candle(_) => BackendError::internal(message),
             Error::Hub { .. } => BackendError::new(ErrorKind::Unavailable, message),
             _ => BackendError::invalid_request(message),

@@ -37,8 +37,8 @@ pub mod tokenizer;
 
 use clemhost_plugin_sdk::serde_json::{json, Value};
 use clemhost_plugin_sdk::{
-    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenArgs, GenerateRequest, Generation, ModelConfig,
-    Timings, Usage,
+    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenArgs, GenerateRequest, Generation,
+    ModelConfig, Timings, Usage,
 };
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,9 @@ fn model_config_u64(config: &ModelConfig, key: &str, default: u64) -> Result<u64
     match config.model_config().get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v.as_u64().ok_or_else(|| {
-            BackendError::invalid_request(format!("model_config.{key} must be a non-negative integer"))
+            BackendError::invalid_request(format!(
+                "model_config.{key} must be a non-negative integer"
+            ))
         }),
     }
 }
@@ -90,7 +92,8 @@ impl Backend for HuggingfaceLocal {
     }
 
     fn create(config: ModelConfig) -> Result<Self, BackendError> {
-        let max_batch = model_config_u64(&config, "max_batch_size", DEFAULT_MAX_BATCH as u64)? as usize;
+        let max_batch =
+            model_config_u64(&config, "max_batch_size", DEFAULT_MAX_BATCH as u64)? as usize;
         let wait = model_config_u64(&config, "batch_wait_ms", DEFAULT_BATCH_WAIT_MS)?;
         let engine = engine::Engine::open(&config)?;
         Ok(HuggingfaceLocal {

@@ -48,7 +48,11 @@ impl Linear {
         let mut out_shape = x.dims().to_vec();
         let last = out_shape.len() - 1;
         if out_shape[last] != k {
-            candle_core::bail!("linear: input width {} does not match weight {:?}", out_shape[last], self.weight.shape());
+            candle_core::bail!(
+                "linear: input width {} does not match weight {:?}",
+                out_shape[last],
+                self.weight.shape()
+            );
         }
         out_shape[last] = n;
         let m = x.elem_count() / k;
@@ -130,7 +134,10 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut acc = [0f32; LANES];
     let body = a.len() / LANES * LANES;
-    for (ca, cb) in a[..body].chunks_exact(LANES).zip(b[..body].chunks_exact(LANES)) {
+    for (ca, cb) in a[..body]
+        .chunks_exact(LANES)
+        .zip(b[..body].chunks_exact(LANES))
+    {
         for l in 0..LANES {
             acc[l] += ca[l] * cb[l];
         }
@@ -188,7 +195,12 @@ mod tests {
     use super::*;
 
     fn reference(x: &Tensor, w: &Tensor) -> Vec<f32> {
-        x.matmul(&w.t().unwrap()).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+        x.matmul(&w.t().unwrap())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
     }
 
     #[test]
@@ -198,10 +210,19 @@ mod tests {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
             let lin = Linear::new(w.clone(), None);
-            let got: Vec<f32> = lin.forward(&x).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+            let got: Vec<f32> = lin
+                .forward(&x)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
             let want = reference(&x, &w);
             for (a, b) in got.iter().zip(&want) {
-                assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{a} vs {b} (m={m} k={k} n={n})");
+                assert!(
+                    (a - b).abs() < 1e-3 * (1.0 + b.abs()),
+                    "{a} vs {b} (m={m} k={k} n={n})"
+                );
             }
         }
     }
@@ -214,7 +235,11 @@ mod tests {
         let lin = Linear::new(w, None);
         let all: Vec<Vec<f32>> = lin.forward(&x).unwrap().to_vec2().unwrap();
         for (i, row) in all.iter().enumerate() {
-            let alone: Vec<Vec<f32>> = lin.forward(&x.narrow(0, i, 1).unwrap()).unwrap().to_vec2().unwrap();
+            let alone: Vec<Vec<f32>> = lin
+                .forward(&x.narrow(0, i, 1).unwrap())
+                .unwrap()
+                .to_vec2()
+                .unwrap();
             assert_eq!(&alone[0], row);
         }
     }

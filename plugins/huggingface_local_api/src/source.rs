@@ -47,7 +47,12 @@ impl HubSettings {
             (None, None) => home_dir().join(".cache").join("huggingface").join("hub"),
         };
         let offline = nonempty("HF_HUB_OFFLINE")
-            .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .map(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            })
             .unwrap_or(false);
         HubSettings {
             cache_dir,
@@ -59,7 +64,9 @@ impl HubSettings {
 }
 
 fn home_dir() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Files a model may have besides config.json and the weights.
@@ -77,10 +84,14 @@ pub fn resolve(huggingface_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
     if local.is_dir() {
         return local_files(local);
     }
-    if local.is_absolute() || huggingface_id.starts_with('.') || huggingface_id.split('/').count() != 2 {
+    if local.is_absolute()
+        || huggingface_id.starts_with('.')
+        || huggingface_id.split('/').count() != 2
+    {
         return Err(Error::Hub {
             repo: huggingface_id.to_string(),
-            message: "it is neither an existing directory nor a Hub repo id of the form `org/name`".into(),
+            message: "it is neither an existing directory nor a Hub repo id of the form `org/name`"
+                .into(),
         });
     }
     fetch(huggingface_id, hub)
@@ -112,12 +123,20 @@ fn weight_files(dir: &Path, get: impl Fn(&str) -> Option<PathBuf>) -> Result<Vec
     };
     let map = crate::error::read_json(&index)?;
     let Some(serde_json::Value::Object(weight_map)) = map.get("weight_map") else {
-        return Err(Error::field(index.display().to_string(), "weight_map", "must be an object of tensor -> file"));
+        return Err(Error::field(
+            index.display().to_string(),
+            "weight_map",
+            "must be an object of tensor -> file",
+        ));
     };
     let mut names: Vec<String> = Vec::new();
     for file in weight_map.values() {
         let Some(name) = file.as_str() else {
-            return Err(Error::field(index.display().to_string(), "weight_map", "values must be file names"));
+            return Err(Error::field(
+                index.display().to_string(),
+                "weight_map",
+                "values must be file names",
+            ));
         };
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());
@@ -144,7 +163,8 @@ fn fetch(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
     let api_repo = if hub.offline {
         None
     } else {
-        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false);
+        let mut builder =
+            hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false);
         if let Some(token) = &hub.token {
             builder = builder.with_token(Some(token.clone()));
         }
@@ -165,7 +185,9 @@ fn fetch(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
                 "{name} is not in the cache at {} and HF_HUB_OFFLINE is set",
                 hub.cache_dir.display()
             )),
-            Some(repo) => repo.get(name).map_err(|e| format!("downloading {name} failed: {e}")),
+            Some(repo) => repo
+                .get(name)
+                .map_err(|e| format!("downloading {name} failed: {e}")),
         }
     };
     let config = get("config.json").map_err(hub_err)?;
@@ -194,7 +216,12 @@ mod tests {
     use super::*;
 
     fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -202,7 +229,10 @@ mod tests {
         let s = HubSettings::from_env(env(&[("HF_HOME", "/h"), ("HF_HUB_OFFLINE", "1")]), None);
         assert_eq!(s.cache_dir, PathBuf::from("/h/hub"));
         assert!(s.offline);
-        let s = HubSettings::from_env(env(&[("HF_HOME", "/h"), ("HF_HUB_CACHE", "/c"), ("HF_TOKEN", "t")]), None);
+        let s = HubSettings::from_env(
+            env(&[("HF_HOME", "/h"), ("HF_HUB_CACHE", "/c"), ("HF_TOKEN", "t")]),
+            None,
+        );
         assert_eq!(s.cache_dir, PathBuf::from("/c"));
         assert!(!s.offline);
         assert_eq!(s.token.as_deref(), Some("t"));
@@ -212,7 +242,9 @@ mod tests {
 
     #[test]
     fn a_path_that_is_no_repo_id_is_a_clear_error() {
-        let msg = resolve("/no/such/dir", &HubSettings::default()).unwrap_err().to_string();
+        let msg = resolve("/no/such/dir", &HubSettings::default())
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("neither an existing directory"), "{msg}");
     }
 
@@ -225,6 +257,9 @@ mod tests {
             ..HubSettings::default()
         };
         let msg = resolve("org/missing", &hub).unwrap_err().to_string();
-        assert!(msg.contains("HF_HUB_OFFLINE") && msg.contains("config.json"), "{msg}");
+        assert!(
+            msg.contains("HF_HUB_OFFLINE") && msg.contains("config.json"),
+            "{msg}"
+        );
     }
 }

@@ -21,7 +21,11 @@ pub fn py_timedelta(d: Duration) -> String {
     let days = total / 86_400;
     let rem = total % 86_400;
     let clock = format!("{}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60);
-    let clock = if micros == 0 { clock } else { format!("{clock}.{micros:06}") };
+    let clock = if micros == 0 {
+        clock
+    } else {
+        format!("{clock}.{micros:06}")
+    };
     match days {
         0 => clock,
         1 => format!("1 day, {clock}"),

@@ -17,7 +17,9 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer").field("path", &self.path).finish()
+        f.debug_struct("TextTokenizer")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -30,7 +32,8 @@ impl TextTokenizer {
         if !path.is_file() {
             return Err(Error::Tokenizer {
                 path,
-                message: "missing; huggingface_local needs a fast tokenizer file (tokenizer.json)".into(),
+                message: "missing; huggingface_local needs a fast tokenizer file (tokenizer.json)"
+                    .into(),
             });
         }
         let mut inner = Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer {
@@ -43,10 +46,12 @@ impl TextTokenizer {
             .filter(|t| inner.token_to_id(t).is_some())
             .map(|t| AddedToken::from(t, true))
             .collect();
-        inner.add_special_tokens(specials).map_err(|e| Error::Tokenizer {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        inner
+            .add_special_tokens(specials)
+            .map_err(|e| Error::Tokenizer {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         let clean_up_spaces = config
             .raw
             .get("clean_up_tokenization_spaces")
@@ -61,19 +66,25 @@ impl TextTokenizer {
 
     /// Token ids of `text`, without adding BOS/EOS or other special tokens.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(enc.get_ids().to_vec())
     }
 
     /// The text of `ids`, special tokens included.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        let text = self.inner.decode(ids, false).map_err(|e| Error::Tokenizer {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let text = self
+            .inner
+            .decode(ids, false)
+            .map_err(|e| Error::Tokenizer {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(if self.clean_up_spaces {
             clean_up_tokenization(&text)
         } else {
@@ -117,6 +128,9 @@ mod tests {
 
     #[test]
     fn clean_up_removes_spaces_before_punctuation() {
-        assert_eq!(clean_up_tokenization("Hi , I do n't know ."), "Hi, I don't know.");
+        assert_eq!(
+            clean_up_tokenization("Hi , I do n't know ."),
+            "Hi, I don't know."
+        );
     }
 }

@@ -16,7 +16,11 @@ fn plugin_path() -> PathBuf {
         .parent()
         .and_then(|d| d.parent())
         .expect("test binary lives in target/<profile>/deps");
-    dir.join(format!("{}huggingface_local_api{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX))
+    dir.join(format!(
+        "{}huggingface_local_api{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ))
 }
 
 #[test]
@@ -43,14 +47,22 @@ fn the_plugin_loads_and_generates_through_the_c_abi() {
         }),
         ..GenerateRequest::default()
     };
-    let g = model.generate(&request, &AtomicU8::new(0)).expect("generation");
+    let g = model
+        .generate(&request, &AtomicU8::new(0))
+        .expect("generation");
     // clemcore's preprocessing merged the two user turns.
-    assert_eq!(g.prompt["inputs"], "<s>user: Hi\n\nthere</s>\n<|assistant|>");
+    assert_eq!(
+        g.prompt["inputs"],
+        "<s>user: Hi\n\nthere</s>\n<|assistant|>"
+    );
     assert_eq!(g.response["clem_player"]["response"], g.text.as_str());
     assert!(g.usage.unwrap().completion_tokens <= 5);
 
     let mut bad = config.clone();
     bad.spec["huggingface_id"] = serde_json::json!(tmp.path().join("nowhere").to_string_lossy());
-    let err = plugin.create_model(&bad).err().expect("a missing directory fails");
+    let err = plugin
+        .create_model(&bad)
+        .err()
+        .expect("a missing directory fails");
     assert!(err.message.contains("nowhere"), "{}", err.message);
 }

@@ -15,7 +15,8 @@ use std::path::Path;
 
 fn decoder(dir: &Path) -> Decoder {
     let spec = spec_from_config(&dir.join("config.json")).expect("tiny config parses");
-    let files = source::resolve(&dir.to_string_lossy(), &HubSettings::default()).expect("local files");
+    let files =
+        source::resolve(&dir.to_string_lossy(), &HubSettings::default()).expect("local files");
     Decoder::load(spec, &files.weights, dir, &Device::Cpu).expect("tiny model loads")
 }
 
@@ -33,7 +34,10 @@ fn to_vec(t: &Tensor) -> Vec<Vec<f32>> {
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn request(text: &str, max_tokens: u32) -> GenerateRequest {
@@ -48,7 +52,10 @@ fn request(text: &str, max_tokens: u32) -> GenerateRequest {
     }
 }
 
-fn open(dir: &Path, extra: serde_json::Value) -> Result<HuggingfaceLocal, clemhost_plugin_sdk::BackendError> {
+fn open(
+    dir: &Path,
+    extra: serde_json::Value,
+) -> Result<HuggingfaceLocal, clemhost_plugin_sdk::BackendError> {
     HuggingfaceLocal::create(ModelConfig {
         spec: common::entry(dir, extra),
         ..ModelConfig::default()
@@ -61,14 +68,24 @@ fn every_family_loads_and_generates_the_same_answer_twice() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = common::write_model(tmp.path(), family, DType::F32);
         let model = open(&dir, json!({})).unwrap_or_else(|e| panic!("{family}: {e}"));
-        let a = model.generate(request("Hello there", 6), &Ctx::detached()).unwrap();
-        let b = model.generate(request("Hello there", 6), &Ctx::detached()).unwrap();
+        let a = model
+            .generate(request("Hello there", 6), &Ctx::detached())
+            .unwrap();
+        let b = model
+            .generate(request("Hello there", 6), &Ctx::detached())
+            .unwrap();
         assert_eq!(a.text, b.text, "{family}");
         let usage = a.usage.clone().unwrap();
-        assert!(usage.completion_tokens >= 1 && usage.completion_tokens <= 6, "{family}: {usage:?}");
+        assert!(
+            usage.completion_tokens >= 1 && usage.completion_tokens <= 6,
+            "{family}: {usage:?}"
+        );
         // <s>, the 17 characters of "user: Hello there", </s>, "\n", <|assistant|>.
         assert_eq!(usage.prompt_tokens, 21);
-        assert_eq!(a.prompt["inputs"], "<s>user: Hello there</s>\n<|assistant|>", "{family}");
+        assert_eq!(
+            a.prompt["inputs"], "<s>user: Hello there</s>\n<|assistant|>",
+            "{family}"
+        );
     }
 }
 
@@ -85,7 +102,10 @@ fn cached_decoding_matches_recomputing_the_whole_sequence() {
             let mut fresh = model.new_cache(1, n).unwrap();
             let full = to_vec(&model.forward(&[row(&seq[..n])], &mut fresh).unwrap());
             let d = max_diff(&step[0], &full[0]);
-            assert!(d < 1e-4, "{family}: prefix {n}: cached and recomputed logits differ by {d}");
+            assert!(
+                d < 1e-4,
+                "{family}: prefix {n}: cached and recomputed logits differ by {d}"
+            );
             step = to_vec(&model.forward(&[vec![Some(seq[n])]], &mut cache).unwrap());
         }
     }
@@ -108,18 +128,39 @@ fn a_left_padded_batch_gives_each_row_its_own_logits() {
         let mut padded_short = vec![None; long.len() - short.len()];
         padded_short.extend(row(&short));
         let mut batch = model.new_cache(2, 40).unwrap();
-        let mut got = to_vec(&model.forward(&[row(&long), padded_short], &mut batch).unwrap());
+        let mut got = to_vec(
+            &model
+                .forward(&[row(&long), padded_short], &mut batch)
+                .unwrap(),
+        );
         for step in 0..4u32 {
             for r in 0..2 {
                 let d = max_diff(&got[r], &want[r]);
-                assert!(d < 1e-4, "{family}: step {step} row {r}: batched and single logits differ by {d}");
+                assert!(
+                    d < 1e-4,
+                    "{family}: step {step} row {r}: batched and single logits differ by {d}"
+                );
             }
             let next = [10 + step, 20 + step];
             want = vec![
-                to_vec(&model.forward(&[vec![Some(next[0])]], &mut alone_long).unwrap()).remove(0),
-                to_vec(&model.forward(&[vec![Some(next[1])]], &mut alone_short).unwrap()).remove(0),
+                to_vec(
+                    &model
+                        .forward(&[vec![Some(next[0])]], &mut alone_long)
+                        .unwrap(),
+                )
+                .remove(0),
+                to_vec(
+                    &model
+                        .forward(&[vec![Some(next[1])]], &mut alone_short)
+                        .unwrap(),
+                )
+                .remove(0),
             ];
-            got = to_vec(&model.forward(&[vec![Some(next[0])], vec![Some(next[1])]], &mut batch).unwrap());
+            got = to_vec(
+                &model
+                    .forward(&[vec![Some(next[0])], vec![Some(next[1])]], &mut batch)
+                    .unwrap(),
+            );
         }
     }
 }
@@ -132,7 +173,12 @@ fn half_precision_checkpoints_load_as_their_f32_values() {
         // The same weights, rounded to `dtype` and stored as f32.
         let full = tmp.path().join("full");
         std::fs::create_dir_all(&full).unwrap();
-        for f in ["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"] {
+        for f in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+        ] {
             std::fs::copy(half.join(f), full.join(f)).unwrap();
         }
         let rounded: std::collections::HashMap<String, Tensor> = common::weights("llama", 7)
@@ -143,8 +189,14 @@ fn half_precision_checkpoints_load_as_their_f32_values() {
         let seq = ids("Same numbers");
         let a = decoder(&half);
         let b = decoder(&full);
-        let la = to_vec(&a.forward(&[row(&seq)], &mut a.new_cache(1, 20).unwrap()).unwrap());
-        let lb = to_vec(&b.forward(&[row(&seq)], &mut b.new_cache(1, 20).unwrap()).unwrap());
+        let la = to_vec(
+            &a.forward(&[row(&seq)], &mut a.new_cache(1, 20).unwrap())
+                .unwrap(),
+        );
+        let lb = to_vec(
+            &b.forward(&[row(&seq)], &mut b.new_cache(1, 20).unwrap())
+                .unwrap(),
+        );
         assert_eq!(la, lb, "{dtype:?}");
     }
 }
@@ -164,8 +216,15 @@ fn the_sliding_window_limits_what_a_layer_sees() {
         out
     };
     let unlimited = logits(None);
-    assert_eq!(logits(Some(64)), unlimited, "a window longer than the text changes nothing");
-    assert!(max_diff(&logits(Some(4)), &unlimited) > 1e-3, "a short window must change the logits");
+    assert_eq!(
+        logits(Some(64)),
+        unlimited,
+        "a window longer than the text changes nothing"
+    );
+    assert!(
+        max_diff(&logits(Some(4)), &unlimited) > 1e-3,
+        "a short window must change the logits"
+    );
 }
 
 #[test]
@@ -175,7 +234,11 @@ fn rope_theta_inside_rope_parameters_equals_the_top_level_field() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = common::write_model_with(tmp.path(), "llama", DType::F32, cfg);
         let model = decoder(&dir);
-        to_vec(&model.forward(&[row(&seq)], &mut model.new_cache(1, 20).unwrap()).unwrap())
+        to_vec(
+            &model
+                .forward(&[row(&seq)], &mut model.new_cache(1, 20).unwrap())
+                .unwrap(),
+        )
     };
     let mut top = common::config("llama");
     top["rope_theta"] = json!(500.0);
@@ -196,7 +259,9 @@ fn an_unsupported_model_type_lists_the_supported_ones() {
     let dir = common::write_model_with(tmp.path(), "llama", DType::F32, cfg);
     let err = open(&dir, json!({})).unwrap_err();
     assert!(err.message.contains("gpt_neox"), "{}", err.message);
-    for family in ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3"] {
+    for family in [
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3", "phi3",
+    ] {
         assert!(err.message.contains(family), "{}", err.message);
     }
 }
@@ -241,7 +306,10 @@ fn generation_stops_at_any_eos_id_and_the_eos_is_culled() {
             },
         )
         .unwrap();
-    let (first, _, _) = model.engine().greedy_fixed(&prepared.prompt_ids, 1).unwrap();
+    let (first, _, _) = model
+        .engine()
+        .greedy_fixed(&prepared.prompt_ids, 1)
+        .unwrap();
     let first_text = model.engine().tokenizer().decode(&first).unwrap();
     // Make the model's first greedy token an EOS id (next to the real one).
     std::fs::write(
@@ -250,16 +318,27 @@ fn generation_stops_at_any_eos_id_and_the_eos_is_culled() {
     )
     .unwrap();
     let cut = open(&dir, json!({"eos_to_cull": regex_escape(&first_text)})).unwrap();
-    let g = cut.generate(request("Stop early", 8), &Ctx::detached()).unwrap();
+    let g = cut
+        .generate(request("Stop early", 8), &Ctx::detached())
+        .unwrap();
     assert_eq!(g.usage.unwrap().completion_tokens, 1);
     assert_eq!(g.text, "");
     let full = g.response["response"].as_str().unwrap();
-    assert_eq!(full, format!("{}{first_text}", g.prompt["inputs"].as_str().unwrap()));
+    assert_eq!(
+        full,
+        format!("{}{first_text}", g.prompt["inputs"].as_str().unwrap())
+    );
 }
 
 fn regex_escape(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == ' ' { c.to_string() } else { format!("\\{c}") })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == ' ' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
         .collect()
 }
 
@@ -269,11 +348,16 @@ fn too_long_prompts_are_a_context_error_with_clemcores_message() {
     let dir = common::write_model(tmp.path(), "llama", DType::F32);
     let model = open(&dir, json!({})).unwrap();
     // max_position_embeddings is 256 in the tiny config.
-    let err = model.generate(request(&"x".repeat(200), 100), &Ctx::detached()).unwrap_err();
+    let err = model
+        .generate(request(&"x".repeat(200), 100), &Ctx::detached())
+        .unwrap_err();
     assert_eq!(err.kind, clemhost_plugin_sdk::ErrorKind::ContextExceeded);
     // 200 characters + "user: " + <s>, </s>, "\n", <|assistant|> + max_tokens.
     let used = 200 + 6 + 4 + 100;
-    assert_eq!(err.message, format!("Context token limit for tiny exceeded at batch index 0 {used}/256"));
+    assert_eq!(
+        err.message,
+        format!("Context token limit for tiny exceeded at batch index 0 {used}/256")
+    );
 }
 
 #[test]
@@ -281,7 +365,9 @@ fn records_have_clemcores_shape() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::write_model(tmp.path(), "qwen2", DType::F32);
     let model = open(&dir, json!({})).unwrap();
-    let g = model.generate(request("Records", 4), &Ctx::detached()).unwrap();
+    let g = model
+        .generate(request("Records", 4), &Ctx::detached())
+        .unwrap();
     let keys: Vec<&String> = g.prompt.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["inputs", "max_new_tokens", "temperature"]);
     assert_eq!(g.prompt["max_new_tokens"], 4);
@@ -311,7 +397,10 @@ fn sampling_is_seeded_and_differs_from_greedy() {
     };
     assert_eq!(sample(1), sample(1));
     let draws: std::collections::HashSet<String> = (0..6).map(|s| sample(s).to_string()).collect();
-    assert!(draws.len() > 1, "different seeds should give different samples");
+    assert!(
+        draws.len() > 1,
+        "different seeds should give different samples"
+    );
 }
 
 #[test]
@@ -319,9 +408,20 @@ fn missing_required_settings_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = common::write_model(tmp.path(), "llama", DType::F32);
     let mut spec = common::entry(&dir, json!({}));
-    spec["model_config"].as_object_mut().unwrap().remove("premade_chat_template");
-    let err = HuggingfaceLocal::create(ModelConfig { spec, ..ModelConfig::default() }).unwrap_err();
-    assert!(err.message.contains("premade_chat_template"), "{}", err.message);
+    spec["model_config"]
+        .as_object_mut()
+        .unwrap()
+        .remove("premade_chat_template");
+    let err = HuggingfaceLocal::create(ModelConfig {
+        spec,
+        ..ModelConfig::default()
+    })
+    .unwrap_err();
+    assert!(
+        err.message.contains("premade_chat_template"),
+        "{}",
+        err.message
+    );
     let err = open(&dir, json!({"padding_side": "middle"})).unwrap_err();
     assert!(err.message.contains("padding_side"), "{}", err.message);
 }

@@ -21,7 +21,9 @@ fn open(dir: &Path, threads: u64) -> HuggingfaceLocal {
         "model_config": {"premade_chat_template": true, "eos_to_cull": "<\\|im_end\\|>",
                           "padding_side": "left", "threads": threads, "batch_wait_ms": 200}
     });
-    let Value::Object(spec) = spec else { unreachable!("entry is an object") };
+    let Value::Object(spec) = spec else {
+        unreachable!("entry is an object")
+    };
     HuggingfaceLocal::create(ModelConfig {
         spec,
         ..ModelConfig::default()
@@ -39,27 +41,44 @@ fn case_messages(case: &Value) -> Vec<Message> {
 
 #[test]
 fn first_32_greedy_tokens_equal_transformers() {
-    let Some(dir) = common::smollm2_dir() else { return };
+    let Some(dir) = common::smollm2_dir() else {
+        return;
+    };
     let reference: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("candle-greedy.json"))
             .expect("scripts/fixtures/candle-greedy.json (made by scripts/reference-candle)"),
     )
     .expect("reference fixture is JSON");
-    let cases: Value = serde_json::from_str(&std::fs::read_to_string(fixtures().join("candle-cases.json")).unwrap())
-        .expect("cases are JSON");
+    let cases: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("candle-cases.json")).unwrap(),
+    )
+    .expect("cases are JSON");
     let model = open(&dir, 2);
     let engine = model.engine();
-    for (case, want) in cases["cases"].as_array().unwrap().iter().zip(reference["cases"].as_array().unwrap()) {
+    for (case, want) in cases["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(reference["cases"].as_array().unwrap())
+    {
         let id = want["id"].as_str().unwrap();
         assert_eq!(case["id"], want["id"]);
         let prompt = engine.render(&case_messages(case)).unwrap();
-        assert_eq!(prompt, want["prompt"].as_str().unwrap(), "{id}: rendered prompt");
+        assert_eq!(
+            prompt,
+            want["prompt"].as_str().unwrap(),
+            "{id}: rendered prompt"
+        );
         let prompt_ids = engine.tokenizer().encode(&prompt).unwrap();
         let want_prompt: Vec<u32> = serde_json::from_value(want["prompt_ids"].clone()).unwrap();
         assert_eq!(prompt_ids, want_prompt, "{id}: prompt ids");
         let want_ids: Vec<u32> = serde_json::from_value(want["ids"].clone()).unwrap();
         let (got, _, _) = engine.greedy_fixed(&prompt_ids, want_ids.len()).unwrap();
-        assert_eq!(got, want_ids, "{id}: greedy ids (transformers: {:?})", want["text"]);
+        assert_eq!(
+            got, want_ids,
+            "{id}: greedy ids (transformers: {:?})",
+            want["text"]
+        );
     }
 }
 
@@ -94,7 +113,9 @@ fn request(messages: Vec<Message>) -> GenerateRequest {
 
 #[test]
 fn concurrent_requests_run_as_one_batch_and_answer_as_alone() {
-    let Some(dir) = common::smollm2_dir() else { return };
+    let Some(dir) = common::smollm2_dir() else {
+        return;
+    };
     let model = Arc::new(open(&dir, 2));
     let alone: Vec<String> = conversations()
         .into_iter()
@@ -107,11 +128,23 @@ fn concurrent_requests_run_as_one_batch_and_answer_as_alone() {
             std::thread::spawn(move || model.generate(request(c), &Ctx::detached()).unwrap())
         })
         .collect();
-    let batched: Vec<_> = handles.into_iter().map(|h| h.join().expect("generate thread")).collect();
+    let batched: Vec<_> = handles
+        .into_iter()
+        .map(|h| h.join().expect("generate thread"))
+        .collect();
     // All four waited in one queue and ran together: their prefill timings are the batch's.
-    let prefill: Vec<f64> = batched.iter().map(|g| g.timings.as_ref().unwrap().prefill_ms.unwrap()).collect();
-    assert!(prefill.iter().all(|p| *p == prefill[0]), "one batch expected, prefill times {prefill:?}");
+    let prefill: Vec<f64> = batched
+        .iter()
+        .map(|g| g.timings.as_ref().unwrap().prefill_ms.unwrap())
+        .collect();
+    assert!(
+        prefill.iter().all(|p| *p == prefill[0]),
+        "one batch expected, prefill times {prefill:?}"
+    );
     for (i, (a, b)) in alone.iter().zip(&batched).enumerate() {
-        assert_eq!(a, &b.text, "conversation {i}: batched answer differs from the one alone");
+        assert_eq!(
+            a, &b.text,
+            "conversation {i}: batched answer differs from the one alone"
+        );
     }
 }

@@ -18,7 +18,9 @@ pub fn spec(cfg: &ConfigReader) -> Result<DecoderSpec> {
         Some(flags) => flags,
         None => {
             let pattern = cfg.opt_usize("sliding_window_pattern")?.unwrap_or(6).max(1);
-            (0..spec.num_layers).map(|i| (i + 1) % pattern != 0).collect()
+            (0..spec.num_layers)
+                .map(|i| (i + 1) % pattern != 0)
+                .collect()
         }
     };
     if spec.sliding_window.is_none() {
@@ -29,7 +31,10 @@ pub fn spec(cfg: &ConfigReader) -> Result<DecoderSpec> {
     let local_theta = cfg.opt_f64("rope_local_base_freq")?.unwrap_or(10000.0);
     let local = cfg.rope(Some("sliding_attention"), local_theta)?;
     spec.rope_local = Some(if cfg.opt_f64("rope_local_base_freq")?.is_some() {
-        Rope { theta: local_theta, scaling: RopeScaling::Default }
+        Rope {
+            theta: local_theta,
+            scaling: RopeScaling::Default,
+        }
     } else {
         local
     });

@@ -68,7 +68,9 @@ impl Rope {
             .collect();
         match self.scaling {
             RopeScaling::Default => base.into_iter().map(|f| f as f32).collect(),
-            RopeScaling::Linear { factor } => base.into_iter().map(|f| (f / factor) as f32).collect(),
+            RopeScaling::Linear { factor } => {
+                base.into_iter().map(|f| (f / factor) as f32).collect()
+            }
             RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,
@@ -85,8 +87,8 @@ impl Rope {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth =
-                                (orig / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (orig / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         };
                         scaled as f32
@@ -180,7 +182,11 @@ pub fn supported_model_types() -> Vec<&'static str> {
 pub fn spec_from_config(path: &Path) -> Result<DecoderSpec> {
     let root = crate::error::read_json(path)?;
     let Value::Object(map) = root else {
-        return Err(Error::field(path.display().to_string(), "(top level)", "must be a JSON object"));
+        return Err(Error::field(
+            path.display().to_string(),
+            "(top level)",
+            "must be a JSON object",
+        ));
     };
     let model_type = map
         .get("model_type")
@@ -229,7 +235,10 @@ pub struct ConfigReader {
 impl ConfigReader {
     /// A reader over a JSON object (used by tests and by adapters).
     pub fn new(file: impl Into<String>, map: Map<String, Value>) -> Self {
-        ConfigReader { file: file.into(), map }
+        ConfigReader {
+            file: file.into(),
+            map,
+        }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
@@ -348,7 +357,9 @@ impl ConfigReader {
             None => self.opt_f64("rope_theta")?.unwrap_or(default_theta),
         };
         let scaling_map = match (&params, self.get("rope_scaling")) {
-            (Some(p), _) if p.contains_key("rope_type") || p.contains_key("type") => Some(p.clone()),
+            (Some(p), _) if p.contains_key("rope_type") || p.contains_key("type") => {
+                Some(p.clone())
+            }
             (_, Some(Value::Object(s))) => Some(s.clone()),
             (_, Some(_)) => return Err(self.err("rope_scaling", "must be an object or null")),
             _ => None,
@@ -367,13 +378,15 @@ impl ConfigReader {
             .and_then(Value::as_str)
             .unwrap_or("default");
         let num = |key: &str| -> Result<f64> {
-            s.get(key)
-                .and_then(Value::as_f64)
-                .ok_or_else(|| self.err(&format!("rope_scaling.{key}"), "is missing or not a number"))
+            s.get(key).and_then(Value::as_f64).ok_or_else(|| {
+                self.err(&format!("rope_scaling.{key}"), "is missing or not a number")
+            })
         };
         match kind {
             "default" => Ok(RopeScaling::Default),
-            "linear" => Ok(RopeScaling::Linear { factor: num("factor")? }),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: num("factor")?,
+            }),
             "llama3" => Ok(RopeScaling::Llama3 {
                 factor: num("factor")?,
                 low_freq_factor: num("low_freq_factor")?,
@@ -382,7 +395,9 @@ impl ConfigReader {
             }),
             other => Err(self.err(
                 "rope_scaling",
-                &format!("rope type `{other}` is not supported (supported: default, linear, llama3)"),
+                &format!(
+                    "rope type `{other}` is not supported (supported: default, linear, llama3)"
+                ),
             )),
         }
     }
@@ -425,7 +440,9 @@ impl ConfigReader {
                 "must be positive and divide num_attention_heads",
             ));
         }
-        let head_dim = self.opt_usize("head_dim")?.unwrap_or(hidden_size / num_heads);
+        let head_dim = self
+            .opt_usize("head_dim")?
+            .unwrap_or(hidden_size / num_heads);
         if head_dim % 2 != 0 {
             return Err(self.err("head_dim", "must be even for rotary embeddings"));
         }
@@ -468,7 +485,9 @@ mod tests {
     use serde_json::json;
 
     fn reader(v: Value) -> ConfigReader {
-        let Value::Object(m) = v else { panic!("test config must be an object") };
+        let Value::Object(m) = v else {
+            panic!("test config must be an object")
+        };
         ConfigReader::new("config.json", m)
     }
 
@@ -476,7 +495,8 @@ mod tests {
     fn rope_theta_is_read_from_either_layout() {
         let top = reader(json!({"rope_theta": 100000.0}));
         assert_eq!(top.rope(None, 10000.0).unwrap().theta, 100000.0);
-        let nested = reader(json!({"rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}}));
+        let nested =
+            reader(json!({"rope_parameters": {"rope_theta": 5e5, "rope_type": "default"}}));
         let rope = nested.rope(Some("full_attention"), 10000.0).unwrap();
         assert_eq!(rope.theta, 5e5);
         assert_eq!(rope.scaling, RopeScaling::Default);
@@ -486,7 +506,13 @@ mod tests {
         let full = per_layer.rope(Some("full_attention"), 1.0).unwrap();
         assert_eq!(full.theta, 1e6);
         assert_eq!(full.scaling, RopeScaling::Linear { factor: 8.0 });
-        assert_eq!(per_layer.rope(Some("sliding_attention"), 1.0).unwrap().theta, 1e4);
+        assert_eq!(
+            per_layer
+                .rope(Some("sliding_attention"), 1.0)
+                .unwrap()
+                .theta,
+            1e4
+        );
         let absent = reader(json!({}));
         assert_eq!(absent.rope(None, 10000.0).unwrap().theta, 10000.0);
     }
@@ -495,7 +521,10 @@ mod tests {
     fn unknown_rope_type_names_the_field_and_the_supported_ones() {
         let r = reader(json!({"rope_scaling": {"type": "yarn", "factor": 4.0}}));
         let msg = r.rope(None, 1e4).unwrap_err().to_string();
-        assert!(msg.contains("rope_scaling") && msg.contains("yarn") && msg.contains("llama3"), "{msg}");
+        assert!(
+            msg.contains("rope_scaling") && msg.contains("yarn") && msg.contains("llama3"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -509,7 +538,11 @@ mod tests {
                 original_max_position_embeddings: 8192.0,
             },
         };
-        let plain = Rope { theta: 500000.0, scaling: RopeScaling::Default }.inv_freq(64);
+        let plain = Rope {
+            theta: 500000.0,
+            scaling: RopeScaling::Default,
+        }
+        .inv_freq(64);
         let scaled = rope.inv_freq(64);
         assert_eq!(scaled[0], plain[0]);
         assert!((scaled[31] - plain[31] / 32.0).abs() < 1e-12);
@@ -521,7 +554,10 @@ mod tests {
         let path = dir.path().join("config.json");
         std::fs::write(&path, r#"{"model_type": "bert"}"#).unwrap();
         let msg = spec_from_config(&path).unwrap_err().to_string();
-        assert!(msg.contains("bert") && msg.contains("llama") && msg.contains("phi3"), "{msg}");
+        assert!(
+            msg.contains("bert") && msg.contains("llama") && msg.contains("phi3"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub fn apply_qwen_sliding(cfg: &ConfigReader, spec: &mut DecoderSpec) -> Result<
     spec.sliding_layers = match cfg.layer_types(spec.num_layers)? {
         Some(flags) => flags,
         None => {
-            let first = cfg.opt_usize("max_window_layers")?.unwrap_or(spec.num_layers);
+            let first = cfg
+                .opt_usize("max_window_layers")?
+                .unwrap_or(spec.num_layers);
             (0..spec.num_layers).map(|i| i >= first).collect()
         }
     };

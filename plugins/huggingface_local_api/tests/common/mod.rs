@@ -20,7 +20,16 @@ pub const SPECIALS: [&str; 4] = ["<unk>", "<s>", "</s>", "<|assistant|>"];
 pub const EOS_ID: u32 = 2;
 
 /// Every family the plugin supports, by `model_type`.
-pub const FAMILIES: [&str; 8] = ["llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3"];
+pub const FAMILIES: [&str; 8] = [
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+];
 
 /// Characters of the tiny vocabulary (after the special tokens).
 fn chars() -> Vec<char> {
@@ -37,7 +46,10 @@ pub fn vocab_size() -> usize {
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> f32 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
     fn tensor(&mut self, shape: &[usize], scale: f32) -> Tensor {
@@ -112,40 +124,100 @@ pub fn weights(family: &str, seed: u64) -> HashMap<String, Tensor> {
     let gemma = family.starts_with("gemma");
     let q_out = HEADS * HEAD_DIM;
     let kv_out = KV_HEADS * HEAD_DIM;
-    w.insert("model.embed_tokens.weight".into(), rng.tensor(&[vocab_size(), HIDDEN], 0.5));
+    w.insert(
+        "model.embed_tokens.weight".into(),
+        rng.tensor(&[vocab_size(), HIDDEN], 0.5),
+    );
     for i in 0..LAYERS {
         let p = format!("model.layers.{i}");
         if family == "phi3" {
-            w.insert(format!("{p}.self_attn.qkv_proj.weight"), rng.tensor(&[q_out + 2 * kv_out, HIDDEN], 0.3));
-            w.insert(format!("{p}.mlp.gate_up_proj.weight"), rng.tensor(&[2 * INTER, HIDDEN], 0.3));
+            w.insert(
+                format!("{p}.self_attn.qkv_proj.weight"),
+                rng.tensor(&[q_out + 2 * kv_out, HIDDEN], 0.3),
+            );
+            w.insert(
+                format!("{p}.mlp.gate_up_proj.weight"),
+                rng.tensor(&[2 * INTER, HIDDEN], 0.3),
+            );
         } else {
-            w.insert(format!("{p}.self_attn.q_proj.weight"), rng.tensor(&[q_out, HIDDEN], 0.3));
-            w.insert(format!("{p}.self_attn.k_proj.weight"), rng.tensor(&[kv_out, HIDDEN], 0.3));
-            w.insert(format!("{p}.self_attn.v_proj.weight"), rng.tensor(&[kv_out, HIDDEN], 0.3));
-            w.insert(format!("{p}.mlp.gate_proj.weight"), rng.tensor(&[INTER, HIDDEN], 0.3));
-            w.insert(format!("{p}.mlp.up_proj.weight"), rng.tensor(&[INTER, HIDDEN], 0.3));
+            w.insert(
+                format!("{p}.self_attn.q_proj.weight"),
+                rng.tensor(&[q_out, HIDDEN], 0.3),
+            );
+            w.insert(
+                format!("{p}.self_attn.k_proj.weight"),
+                rng.tensor(&[kv_out, HIDDEN], 0.3),
+            );
+            w.insert(
+                format!("{p}.self_attn.v_proj.weight"),
+                rng.tensor(&[kv_out, HIDDEN], 0.3),
+            );
+            w.insert(
+                format!("{p}.mlp.gate_proj.weight"),
+                rng.tensor(&[INTER, HIDDEN], 0.3),
+            );
+            w.insert(
+                format!("{p}.mlp.up_proj.weight"),
+                rng.tensor(&[INTER, HIDDEN], 0.3),
+            );
         }
         if family == "qwen2" {
-            w.insert(format!("{p}.self_attn.q_proj.bias"), rng.tensor(&[q_out], 0.1));
-            w.insert(format!("{p}.self_attn.k_proj.bias"), rng.tensor(&[kv_out], 0.1));
-            w.insert(format!("{p}.self_attn.v_proj.bias"), rng.tensor(&[kv_out], 0.1));
+            w.insert(
+                format!("{p}.self_attn.q_proj.bias"),
+                rng.tensor(&[q_out], 0.1),
+            );
+            w.insert(
+                format!("{p}.self_attn.k_proj.bias"),
+                rng.tensor(&[kv_out], 0.1),
+            );
+            w.insert(
+                format!("{p}.self_attn.v_proj.bias"),
+                rng.tensor(&[kv_out], 0.1),
+            );
         }
         if family == "qwen3" || family == "gemma3_text" {
-            w.insert(format!("{p}.self_attn.q_norm.weight"), rng.norm(HEAD_DIM, gemma));
-            w.insert(format!("{p}.self_attn.k_norm.weight"), rng.norm(HEAD_DIM, gemma));
+            w.insert(
+                format!("{p}.self_attn.q_norm.weight"),
+                rng.norm(HEAD_DIM, gemma),
+            );
+            w.insert(
+                format!("{p}.self_attn.k_norm.weight"),
+                rng.norm(HEAD_DIM, gemma),
+            );
         }
-        w.insert(format!("{p}.self_attn.o_proj.weight"), rng.tensor(&[HIDDEN, q_out], 0.3));
-        w.insert(format!("{p}.mlp.down_proj.weight"), rng.tensor(&[HIDDEN, INTER], 0.3));
-        w.insert(format!("{p}.input_layernorm.weight"), rng.norm(HIDDEN, gemma));
-        w.insert(format!("{p}.post_attention_layernorm.weight"), rng.norm(HIDDEN, gemma));
+        w.insert(
+            format!("{p}.self_attn.o_proj.weight"),
+            rng.tensor(&[HIDDEN, q_out], 0.3),
+        );
+        w.insert(
+            format!("{p}.mlp.down_proj.weight"),
+            rng.tensor(&[HIDDEN, INTER], 0.3),
+        );
+        w.insert(
+            format!("{p}.input_layernorm.weight"),
+            rng.norm(HIDDEN, gemma),
+        );
+        w.insert(
+            format!("{p}.post_attention_layernorm.weight"),
+            rng.norm(HIDDEN, gemma),
+        );
         if family == "gemma2" || family == "gemma3_text" {
-            w.insert(format!("{p}.pre_feedforward_layernorm.weight"), rng.norm(HIDDEN, gemma));
-            w.insert(format!("{p}.post_feedforward_layernorm.weight"), rng.norm(HIDDEN, gemma));
+            w.insert(
+                format!("{p}.pre_feedforward_layernorm.weight"),
+                rng.norm(HIDDEN, gemma),
+            );
+            w.insert(
+                format!("{p}.post_feedforward_layernorm.weight"),
+                rng.norm(HIDDEN, gemma),
+            );
         }
     }
     w.insert("model.norm.weight".into(), rng.norm(HIDDEN, gemma));
     if !gemma {
-        w.insert("lm_head.weight".into(), rng.tensor(&[vocab_size(), HIDDEN], 0.5));
+        w.insert(
+            "lm_head.weight".into(),
+            rng.tensor(&[vocab_size(), HIDDEN], 0.5),
+        );
     }
     w
 }
@@ -194,7 +266,11 @@ pub fn write_model(dir: &Path, family: &str, dtype: DType) -> PathBuf {
 pub fn write_model_with(dir: &Path, family: &str, dtype: DType, config: Value) -> PathBuf {
     std::fs::create_dir_all(dir).expect("create model dir");
     let write = |name: &str, v: &Value| {
-        std::fs::write(dir.join(name), serde_json::to_string_pretty(v).expect("json")).expect("write json")
+        std::fs::write(
+            dir.join(name),
+            serde_json::to_string_pretty(v).expect("json"),
+        )
+        .expect("write json")
     };
     write("config.json", &config);
     write("tokenizer.json", &tokenizer_json());
@@ -203,12 +279,16 @@ pub fn write_model_with(dir: &Path, family: &str, dtype: DType, config: Value) -
         &json!({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "chat_template": TEMPLATE,
                 "model_max_length": 256}),
     );
-    write("generation_config.json", &json!({"eos_token_id": EOS_ID, "bos_token_id": 1, "top_p": 0.9}));
+    write(
+        "generation_config.json",
+        &json!({"eos_token_id": EOS_ID, "bos_token_id": 1, "top_p": 0.9}),
+    );
     let tensors: HashMap<String, Tensor> = weights(family, 7)
         .into_iter()
         .map(|(k, v)| (k, v.to_dtype(dtype).expect("dtype conversion")))
         .collect();
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).expect("write safetensors");
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))
+        .expect("write safetensors");
     dir.to_path_buf()
 }
 
@@ -232,13 +312,17 @@ pub fn entry(dir: &Path, extra_model_config: Value) -> serde_json::Map<String, V
 
 /// The converted SmolLM2 directory, or `None` (with a message) when absent.
 pub fn smollm2_dir() -> Option<PathBuf> {
-    let dir = std::env::var_os("CLEMHOST_SMOLLM2_HF").map(PathBuf::from).unwrap_or_else(|| {
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
-        let cache = std::env::var_os("CLEMHOST_CACHE")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home.join(".cache").join("clemhost"));
-        cache.join("models").join("smollm2-135m-instruct-hf")
-    });
+    let dir = std::env::var_os("CLEMHOST_SMOLLM2_HF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_default();
+            let cache = std::env::var_os("CLEMHOST_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home.join(".cache").join("clemhost"));
+            cache.join("models").join("smollm2-135m-instruct-hf")
+        });
     if dir.join("model.safetensors").is_file() {
         Some(dir)
     } else {
