@@ -400,8 +400,14 @@ impl KeyStore {
             ),
             None => " (none of them exists)".to_string(),
         };
+        // A self-hosted server is reached through base_url; its api_key is optional.
+        let example = if key_name == "openai_compatible" {
+            format!("{{\"{key_name}\": {{\"base_url\": \"http://HOST:PORT/v1\", \"api_key\": \"...\"}}}}")
+        } else {
+            format!("{{\"{key_name}\": {{\"api_key\": \"...\"}}}}")
+        };
         let message = format!(
-            "backend '{backend}' needs a key: no \"{key_name}\" section in a key file; searched {}{used}. Add {{\"{key_name}\": {{\"api_key\": \"...\"}}}} to {}{env_hint}; see key.json.example",
+            "backend '{backend}' needs a key: no \"{key_name}\" section in a key file; searched {}{used}. Add {example} to {}{env_hint}; see key.json.example",
             searched.join(", "),
             self.file
                 .as_ref()
