@@ -53,8 +53,14 @@ fn main() {
             p
         })
         .collect();
-    println!("| {:<44} | {:>9} | {:>10} | {:>10} | {:>10} |", "operation", "samples", "p50 µs", "p90 µs", "p99 µs");
-    println!("|{:-<46}|{:->11}|{:->12}|{:->12}|{:->12}|", "", "", "", "", "");
+    println!(
+        "| {:<44} | {:>9} | {:>10} | {:>10} | {:>10} |",
+        "operation", "samples", "p50 µs", "p90 µs", "p99 µs"
+    );
+    println!(
+        "|{:-<46}|{:->11}|{:->12}|{:->12}|{:->12}|",
+        "", "", "", "", ""
+    );
 
     let mut opens = Vec::new();
     let mut plugin = None;
@@ -84,7 +90,10 @@ fn main() {
     let model = plugin.create_model(&config).expect("model opens");
     let cancel = AtomicU8::new(0);
     for (label, text) in [
-        ("generate round trip, 1 short message", "GREET: hello".to_string()),
+        (
+            "generate round trip, 1 short message",
+            "GREET: hello".to_string(),
+        ),
         ("generate round trip, 2 KB prompt", "word ".repeat(400)),
     ] {
         let request = GenerateRequest {

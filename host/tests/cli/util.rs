@@ -52,7 +52,9 @@ pub fn shared_dir() -> Option<PathBuf> {
     if p.is_dir() {
         return Some(p);
     }
-    eprintln!("skipped: the shared reference folder is neither at ../shared nor at $CLEMHOST_SHARED");
+    eprintln!(
+        "skipped: the shared reference folder is neither at ../shared nor at $CLEMHOST_SHARED"
+    );
     None
 }
 

@@ -41,7 +41,9 @@ impl PromptBuilder {
             ..RenderInput::new(messages_to_values(messages))
         };
         self.template.render(&input).map_err(|e| {
-            BackendError::invalid_request(format!("model '{model}': the chat template refused the conversation: {e}"))
+            BackendError::invalid_request(format!(
+                "model '{model}': the chat template refused the conversation: {e}"
+            ))
         })
     }
 }

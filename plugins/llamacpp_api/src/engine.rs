@@ -239,10 +239,11 @@ impl Engine {
         if cfg!(feature = "cuda") {
             params = params.with_n_gpu_layers(config.gpu_layers.unwrap_or(u32::MAX / 2));
         }
-        let model = LlamaModel::load_from_file(backend, path, &params).map_err(|e| EngineError::Load {
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let model =
+            LlamaModel::load_from_file(backend, path, &params).map_err(|e| EngineError::Load {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
         let model = Arc::new(model);
         let n_ctx = config.n_ctx.unwrap_or_else(|| model.n_ctx_train()).max(16);
         let kv_cells = config.kv_cells.unwrap_or(n_ctx).max(n_ctx);
@@ -429,10 +430,7 @@ impl Worker<'_> {
             let admitted = {
                 let mut state = shared.lock();
                 while state.waiting.is_empty() && self.active() == 0 && !state.shutdown {
-                    state = shared
-                        .wake
-                        .wait(state)
-                        .unwrap_or_else(|e| e.into_inner());
+                    state = shared.wake.wait(state).unwrap_or_else(|e| e.into_inner());
                 }
                 if state.shutdown {
                     for q in state.waiting.drain(..) {
@@ -554,7 +552,10 @@ impl Worker<'_> {
 
     fn release(&mut self, seq: i32, reserved: u64) {
         self.reserved = self.reserved.saturating_sub(reserved);
-        if let Err(e) = self.ctx.clear_kv_cache_seq(u32::try_from(seq).ok(), None, None) {
+        if let Err(e) = self
+            .ctx
+            .clear_kv_cache_seq(u32::try_from(seq).ok(), None, None)
+        {
             log::warn!("could not clear the KV cache of sequence {seq}: {e}");
         }
     }
@@ -612,12 +613,15 @@ impl Worker<'_> {
         if order.is_empty() {
             return;
         }
-        self.shared
-            .peak_parallel
-            .fetch_max(u32::try_from(order.len()).unwrap_or(u32::MAX), Ordering::Relaxed);
+        self.shared.peak_parallel.fetch_max(
+            u32::try_from(order.len()).unwrap_or(u32::MAX),
+            Ordering::Relaxed,
+        );
         let mut batch = LlamaBatch::new(order.len(), 1);
         for &slot in &order {
-            let running = self.slots[slot].as_ref().expect("filtered to running slots");
+            let running = self.slots[slot]
+                .as_ref()
+                .expect("filtered to running slots");
             let seq = i32::try_from(slot).expect("slot count fits in i32");
             if let Err(e) = batch.add(running.next, running.n_past, &[seq], true) {
                 self.fail_all(EngineError::Decode(e.to_string()));
@@ -625,7 +629,10 @@ impl Worker<'_> {
             }
         }
         if let Err(e) = self.ctx.decode(&mut batch) {
-            log::error!("llama_decode failed for a batch of {} sequences: {e}", order.len());
+            log::error!(
+                "llama_decode failed for a batch of {} sequences: {e}",
+                order.len()
+            );
             self.fail_all(EngineError::Decode(e.to_string()));
             return;
         }

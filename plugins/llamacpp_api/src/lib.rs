@@ -33,13 +33,13 @@ mod llama_log;
 pub mod settings;
 pub mod source;
 
-use clemhost_plugin_sdk::serde_json::{json, Value};
-use clemhost_plugin_sdk::{
-    log, Backend, BackendError, BackendInfo, Capabilities, Ctx, ErrorKind, GenArgs, GenerateRequest, Generation,
-    ModelConfig, Timings, Usage,
-};
 use clemhost_local_common::clean::{CleanSettings, OutputCleaner};
 use clemhost_local_common::{context, messages};
+use clemhost_plugin_sdk::serde_json::{json, Value};
+use clemhost_plugin_sdk::{
+    log, Backend, BackendError, BackendInfo, Capabilities, Ctx, ErrorKind, GenArgs,
+    GenerateRequest, Generation, ModelConfig, Timings, Usage,
+};
 use engine::{Engine, EngineConfig, EngineError, Job, Sampling};
 use llama_cpp_2::token::LlamaToken;
 use settings::Settings;
@@ -167,7 +167,9 @@ impl Backend for LlamaCpp {
                 }
             }
         } else {
-            std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty())
+            std::env::var("HF_TOKEN")
+                .ok()
+                .filter(|t| !t.trim().is_empty())
         };
         let path = source::resolve_gguf(
             &model,
@@ -224,8 +226,10 @@ impl Backend for LlamaCpp {
                 }
             }
         };
-        let bos = special_token_text(llama, "tokenizer.ggml.bos_token_id").or_else(|| settings.bos_string.clone());
-        let eos = special_token_text(llama, "tokenizer.ggml.eos_token_id").or_else(|| settings.eos_string.clone());
+        let bos = special_token_text(llama, "tokenizer.ggml.bos_token_id")
+            .or_else(|| settings.bos_string.clone());
+        let eos = special_token_text(llama, "tokenizer.ggml.eos_token_id")
+            .or_else(|| settings.eos_string.clone());
         let prompt = chat::PromptBuilder::new(&model, &template_source, &source_name, bos, eos)?;
         let special: Vec<String> = {
             let vocab = llama.vocab();
@@ -272,7 +276,11 @@ impl Backend for LlamaCpp {
         )?;
         ctx.check()?;
         let sampling = if temperature > 0.0 {
-            let top_p = gen.extra.get("top_p").and_then(Value::as_f64).unwrap_or(0.95);
+            let top_p = gen
+                .extra
+                .get("top_p")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.95);
             Sampling::Random {
                 temperature: temperature as f32,
                 top_p: top_p as f32,
@@ -281,7 +289,11 @@ impl Backend for LlamaCpp {
         } else {
             Sampling::Greedy
         };
-        let ignore_eos = gen.extra.get("ignore_eos").and_then(Value::as_bool).unwrap_or(false);
+        let ignore_eos = gen
+            .extra
+            .get("ignore_eos")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let n_prompt = tokens.len();
         let ticket = self
             .engine
@@ -297,9 +309,9 @@ impl Backend for LlamaCpp {
                 ticket.cancel();
                 return Err(e);
             }
-            let wait = ctx
-                .remaining()
-                .map_or(Duration::from_millis(20), |r| r.min(Duration::from_millis(20)));
+            let wait = ctx.remaining().map_or(Duration::from_millis(20), |r| {
+                r.min(Duration::from_millis(20))
+            });
             if let Some(result) = ticket.wait(wait) {
                 break result.map_err(|e| engine_error(model, e))?;
             }

@@ -15,7 +15,11 @@ pub fn install() {
     unsafe { llama_cpp_sys_2::llama_log_set(Some(forward), std::ptr::null_mut()) };
 }
 
-unsafe extern "C" fn forward(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+unsafe extern "C" fn forward(
+    level: llama_cpp_sys_2::ggml_log_level,
+    text: *const c_char,
+    _user: *mut c_void,
+) {
     if text.is_null() {
         return;
     }

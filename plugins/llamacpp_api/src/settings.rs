@@ -58,7 +58,11 @@ fn bad_field(model: &str, field: &str, want: &str, got: &Value) -> BackendError 
     ))
 }
 
-fn opt_str(mc: &Map<String, Value>, model: &str, field: &str) -> Result<Option<String>, BackendError> {
+fn opt_str(
+    mc: &Map<String, Value>,
+    model: &str,
+    field: &str,
+) -> Result<Option<String>, BackendError> {
     match mc.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -66,7 +70,11 @@ fn opt_str(mc: &Map<String, Value>, model: &str, field: &str) -> Result<Option<S
     }
 }
 
-fn opt_bool(mc: &Map<String, Value>, model: &str, field: &str) -> Result<Option<bool>, BackendError> {
+fn opt_bool(
+    mc: &Map<String, Value>,
+    model: &str,
+    field: &str,
+) -> Result<Option<bool>, BackendError> {
     match mc.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -107,7 +115,14 @@ impl Settings {
         let premade = match mc.get("premade_chat_template") {
             Some(Value::Bool(b)) => *b,
             None | Some(Value::Null) => true,
-            Some(other) => return Err(bad_field(&model, "premade_chat_template", "true or false", other)),
+            Some(other) => {
+                return Err(bad_field(
+                    &model,
+                    "premade_chat_template",
+                    "true or false",
+                    other,
+                ))
+            }
         };
         let parallel = opt_u32(mc, &model, "parallel")?.unwrap_or(DEFAULT_PARALLEL);
         if parallel == 0 {
@@ -221,7 +236,11 @@ mod tests {
             "model_name": "m", "huggingface_id": "x", "model_config": {"threads": "two"}
         })))
         .expect_err("threads is a string");
-        assert!(err.message.contains("model_config.threads"), "{}", err.message);
+        assert!(
+            err.message.contains("model_config.threads"),
+            "{}",
+            err.message
+        );
         let err = Settings::from_config(&config(json!({"model_name": "m"}))).expect_err("no id");
         assert!(err.message.contains("huggingface_id"), "{}", err.message);
     }

@@ -66,7 +66,12 @@ pub fn hub_cache_dir() -> PathBuf {
 /// Whether `HF_HUB_OFFLINE` asks not to touch the network.
 pub fn hub_offline() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
@@ -80,7 +85,10 @@ fn only_gguf_in(dir: &Path, model: &str) -> Result<PathBuf, BackendError> {
     let mut ggufs: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("gguf")))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|x| x.eq_ignore_ascii_case("gguf"))
+        })
         .collect();
     ggufs.sort();
     match ggufs.len() {
@@ -161,11 +169,19 @@ pub fn resolve_gguf(
     from_hub(model, huggingface_id, filename, hub)
 }
 
-fn from_hub(model: &str, repo: &str, filename: &str, hub: &HubAccess) -> Result<PathBuf, BackendError> {
+fn from_hub(
+    model: &str,
+    repo: &str,
+    filename: &str,
+    hub: &HubAccess,
+) -> Result<PathBuf, BackendError> {
     let cache_dir = hub.cache_dir.clone();
     let cache = hf_hub::Cache::new(cache_dir.clone());
     if let Some(path) = cache.model(repo.to_string()).get(filename) {
-        log::debug!("{model}: {filename} of {repo} found in the HF cache at {}", path.display());
+        log::debug!(
+            "{model}: {filename} of {repo} found in the HF cache at {}",
+            path.display()
+        );
         return Ok(path);
     }
     if hub.offline {
@@ -175,7 +191,10 @@ fn from_hub(model: &str, repo: &str, filename: &str, hub: &HubAccess) -> Result<
             cache_dir.display()
         )));
     }
-    log::info!("{model}: downloading {filename} from {repo} into {}", cache_dir.display());
+    log::info!(
+        "{model}: downloading {filename} from {repo} into {}",
+        cache_dir.display()
+    );
     let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache).with_progress(false);
     if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
         if !endpoint.trim().is_empty() {
@@ -186,7 +205,10 @@ fn from_hub(model: &str, repo: &str, filename: &str, hub: &HubAccess) -> Result<
         builder = builder.with_token(hub.token.clone());
     }
     let api = builder.build().map_err(|e| {
-        BackendError::new(ErrorKind::Unavailable, format!("model '{model}': HF hub client: {e}"))
+        BackendError::new(
+            ErrorKind::Unavailable,
+            format!("model '{model}': HF hub client: {e}"),
+        )
     })?;
     api.model(repo.to_string()).get(filename).map_err(|e| {
         let text = e.to_string();
@@ -215,7 +237,9 @@ mod tests {
 
     #[test]
     fn repo_ids_are_recognised() {
-        assert!(looks_like_repo_id("HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"));
+        assert!(looks_like_repo_id(
+            "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF"
+        ));
         assert!(looks_like_repo_id("gpt2"));
         assert!(!looks_like_repo_id("/abs/path"));
         assert!(!looks_like_repo_id("a/b/c"));

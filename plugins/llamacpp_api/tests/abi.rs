@@ -33,19 +33,29 @@ fn recorded_prompt_and_response_have_clemcore_shape() {
         }),
         ..GenerateRequest::default()
     };
-    let g = model.generate(&request, &AtomicU8::new(0)).expect("generates");
-    let inputs = g.prompt["inputs"].as_str().expect("inputs is the prompt string");
+    let g = model
+        .generate(&request, &AtomicU8::new(0))
+        .expect("generates");
+    let inputs = g.prompt["inputs"]
+        .as_str()
+        .expect("inputs is the prompt string");
     assert!(
         inputs.contains("Start your answer with 'GREET:'.\n\nGreet Peter.<|im_end|>"),
         "same-role messages are merged with a blank line: {inputs}"
     );
-    assert!(inputs.ends_with("<|im_start|>assistant\n"), "generation prompt: {inputs}");
+    assert!(
+        inputs.ends_with("<|im_start|>assistant\n"),
+        "generation prompt: {inputs}"
+    );
     assert_eq!(g.prompt["max_new_tokens"], 24);
     assert_eq!(g.prompt["temperature"], 0.0);
     let choice = &g.response["response"]["choices"][0];
     let raw = choice["text"].as_str().expect("raw completion text");
     assert_eq!(g.text, raw.trim(), "the answer is the stripped completion");
-    assert!(g.response.get("clem_player").is_none(), "clemcore's llamacpp adds no clem_player");
+    assert!(
+        g.response.get("clem_player").is_none(),
+        "clemcore's llamacpp adds no clem_player"
+    );
     let timings = g.timings.expect("timings");
     assert!(timings.prefill_ms.is_some() && timings.decode_ms.is_some());
 }
@@ -66,6 +76,14 @@ fn an_answer_without_the_split_prefix_fails_as_in_clemcore() {
     let err = model
         .generate(&request, &AtomicU8::new(0))
         .expect_err("the prefix never occurs");
-    assert_eq!(err.kind, clemhost_plugin_sdk::ErrorKind::InvalidResponse, "{err}");
-    assert!(err.message.contains("@@never-generated@@"), "{}", err.message);
+    assert_eq!(
+        err.kind,
+        clemhost_plugin_sdk::ErrorKind::InvalidResponse,
+        "{err}"
+    );
+    assert!(
+        err.message.contains("@@never-generated@@"),
+        "{}",
+        err.message
+    );
 }

@@ -23,7 +23,11 @@ fn batched_outputs_equal_sequential_outputs() {
     let max_new = 64;
     let engine = engine(&gguf, 8);
     let sequential: Vec<Vec<i32>> = prompts.iter().map(|p| run(&engine, p, max_new)).collect();
-    assert_eq!(engine.peak_parallel(), 1, "one-by-one runs never share a batch");
+    assert_eq!(
+        engine.peak_parallel(),
+        1,
+        "one-by-one runs never share a batch"
+    );
     let tickets: Vec<_> = prompts
         .iter()
         .map(|p| {
@@ -41,7 +45,12 @@ fn batched_outputs_equal_sequential_outputs() {
         .iter()
         .map(|t| loop {
             if let Some(r) = t.wait(Duration::from_millis(50)) {
-                break r.expect("generation succeeds").tokens.iter().map(|t| t.0).collect();
+                break r
+                    .expect("generation succeeds")
+                    .tokens
+                    .iter()
+                    .map(|t| t.0)
+                    .collect();
             }
         })
         .collect();
@@ -50,7 +59,10 @@ fn batched_outputs_equal_sequential_outputs() {
         "requests submitted together were decoded in one batch"
     );
     for (i, (s, b)) in sequential.iter().zip(&batched).enumerate() {
-        assert_eq!(s, b, "case {i}: batched output differs from the sequential one");
+        assert_eq!(
+            s, b,
+            "case {i}: batched output differs from the sequential one"
+        );
     }
 }
 
@@ -58,8 +70,11 @@ fn batched_outputs_equal_sequential_outputs() {
 fn concurrent_abi_calls_share_the_model_and_agree_with_single_calls() {
     let Some(gguf) = env::smollm2() else { return };
     let model = env::open(&gguf, json!({"parallel": 10}));
-    let names = ["Peter", "Max", "Marienne", "Alex", "Susanne", "David", "Sheya", "Lara", "Magnus", "Ding"];
-    let request = |name: &str| GenerateRequest {
+    let names = [
+        "Peter", "Max", "Marienne", "Alex", "Susanne", "David", "Sheya", "Lara", "Magnus", "Ding",
+    ];
+    let request = |name: &str| {
+        GenerateRequest {
         messages: vec![Message::new(
             "user",
             format!(
@@ -74,10 +89,16 @@ fn concurrent_abi_calls_share_the_model_and_agree_with_single_calls() {
             ..GenArgs::default()
         }),
         ..GenerateRequest::default()
+    }
     };
     let alone: Vec<String> = names
         .iter()
-        .map(|n| model.generate(&request(n), &AtomicU8::new(0)).expect("single call").text)
+        .map(|n| {
+            model
+                .generate(&request(n), &AtomicU8::new(0))
+                .expect("single call")
+                .text
+        })
         .collect();
     let together: Vec<String> = std::thread::scope(|s| {
         let handles: Vec<_> = names
@@ -85,11 +106,22 @@ fn concurrent_abi_calls_share_the_model_and_agree_with_single_calls() {
             .map(|n| {
                 let model = model.clone();
                 let req = request(n);
-                s.spawn(move || model.generate(&req, &AtomicU8::new(0)).expect("concurrent call").text)
+                s.spawn(move || {
+                    model
+                        .generate(&req, &AtomicU8::new(0))
+                        .expect("concurrent call")
+                        .text
+                })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("no panic")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("no panic"))
+            .collect()
     });
     assert_eq!(alone, together);
-    assert!(alone.iter().any(|t| !t.is_empty()), "the model answered something");
+    assert!(
+        alone.iter().any(|t| !t.is_empty()),
+        "the model answered something"
+    );
 }

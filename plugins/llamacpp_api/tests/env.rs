@@ -13,7 +13,9 @@ pub fn smollm2() -> Option<PathBuf> {
         None => {
             let cache = std::env::var_os("CLEMHOST_CACHE")
                 .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clemhost")))?;
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clemhost"))
+                })?;
             cache.join("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf")
         }
     };
@@ -38,7 +40,8 @@ pub fn reference() -> Value {
     let path = repo_root().join("scripts/fixtures/llamacpp-greedy.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("{}: {e}; run scripts/reference-llamacpp", path.display()));
-    clemhost_plugin_sdk::serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    clemhost_plugin_sdk::serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The plugin library cargo built next to this test binary.

@@ -13,7 +13,10 @@ fn long_request(max_tokens: u32, timeout_ms: Option<u64>) -> GenerateRequest {
     // Never stop early, so only the cancel flag or the deadline ends the call.
     extra.insert("ignore_eos".into(), json!(true));
     GenerateRequest {
-        messages: vec![Message::new("user", "Count from one to one thousand in words.")],
+        messages: vec![Message::new(
+            "user",
+            "Count from one to one thousand in words.",
+        )],
         gen_args: Some(GenArgs {
             temperature: 0.0,
             max_tokens,
@@ -57,7 +60,9 @@ fn prompt_plus_max_tokens_over_the_context_is_context_exceeded() {
         }),
         ..GenerateRequest::default()
     };
-    model.generate(&small, &AtomicU8::new(0)).expect("a small request fits");
+    model
+        .generate(&small, &AtomicU8::new(0))
+        .expect("a small request fits");
 }
 
 #[test]

@@ -4,8 +4,8 @@
 use crate::env;
 use clemhost_plugin_sdk::serde_json::{self, Value};
 use clemhost_plugin_sdk::{GenArgs, GenerateRequest, Message};
-use llamacpp_api::engine::{Engine, EngineConfig, Job, Sampling};
 use llama_cpp_2::token::LlamaToken;
+use llamacpp_api::engine::{Engine, EngineConfig, Job, Sampling};
 use std::sync::atomic::AtomicU8;
 use std::time::Duration;
 
@@ -44,7 +44,12 @@ pub fn run(engine: &Engine, prompt: &[i32], max_new: u32) -> Vec<i32> {
         .expect("submitted");
     loop {
         if let Some(r) = ticket.wait(Duration::from_millis(50)) {
-            return r.expect("generation succeeds").tokens.iter().map(|t| t.0).collect();
+            return r
+                .expect("generation succeeds")
+                .tokens
+                .iter()
+                .map(|t| t.0)
+                .collect();
         }
     }
 }
@@ -54,7 +59,9 @@ fn prompt_and_greedy_ids_equal_llama_cpp_python() {
     let Some(gguf) = env::smollm2() else { return };
     let reference = env::reference();
     let engine = engine(&gguf, 1);
-    let max_new = reference["max_new_tokens"].as_u64().expect("max_new_tokens") as u32;
+    let max_new = reference["max_new_tokens"]
+        .as_u64()
+        .expect("max_new_tokens") as u32;
     for case in reference["cases"].as_array().expect("cases") {
         let id = case["id"].as_str().expect("case id");
         let prompt = case["prompt"].as_str().expect("prompt");
@@ -65,9 +72,17 @@ fn prompt_and_greedy_ids_equal_llama_cpp_python() {
             .iter()
             .map(|t| t.0)
             .collect();
-        assert_eq!(ours, ids(&case["prompt_ids"]), "{id}: prompt token ids differ");
+        assert_eq!(
+            ours,
+            ids(&case["prompt_ids"]),
+            "{id}: prompt token ids differ"
+        );
         let out = run(&engine, &ours, max_new);
-        assert_eq!(out, ids(&case["output_ids"]), "{id}: greedy output ids differ");
+        assert_eq!(
+            out,
+            ids(&case["output_ids"]),
+            "{id}: greedy output ids differ"
+        );
     }
 }
 
@@ -76,11 +91,13 @@ fn generation_through_the_abi_matches_the_reference_completion() {
     let Some(gguf) = env::smollm2() else { return };
     let reference = env::reference();
     let model = env::open(&gguf, serde_json::json!({"parallel": 1}));
-    let max_new = reference["max_new_tokens"].as_u64().expect("max_new_tokens") as u32;
+    let max_new = reference["max_new_tokens"]
+        .as_u64()
+        .expect("max_new_tokens") as u32;
     for case in reference["cases"].as_array().expect("cases") {
         let id = case["id"].as_str().expect("case id");
-        let messages: Vec<Message> =
-            serde_json::from_value(case["messages"].clone()).expect("fixture messages are messages");
+        let messages: Vec<Message> = serde_json::from_value(case["messages"].clone())
+            .expect("fixture messages are messages");
         let request = GenerateRequest {
             messages,
             gen_args: Some(GenArgs {
@@ -93,15 +110,32 @@ fn generation_through_the_abi_matches_the_reference_completion() {
         let g = model
             .generate(&request, &AtomicU8::new(0))
             .unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_eq!(g.prompt["inputs"], case["prompt"], "{id}: rendered prompt differs from jinja2's");
+        assert_eq!(
+            g.prompt["inputs"], case["prompt"],
+            "{id}: rendered prompt differs from jinja2's"
+        );
         assert_eq!(g.prompt["max_new_tokens"], max_new, "{id}");
         assert_eq!(g.prompt["temperature"], 0.0, "{id}");
         let completion = &g.response["response"]["choices"][0];
-        assert_eq!(completion["text"], case["completion_text"], "{id}: completion text differs");
-        assert_eq!(completion["finish_reason"], case["completion_finish_reason"], "{id}");
+        assert_eq!(
+            completion["text"], case["completion_text"],
+            "{id}: completion text differs"
+        );
+        assert_eq!(
+            completion["finish_reason"], case["completion_finish_reason"],
+            "{id}"
+        );
         let usage = g.usage.expect("usage is reported");
-        assert_eq!(usage.prompt_tokens as usize, ids(&case["prompt_ids"]).len(), "{id}");
-        assert_eq!(usage.completion_tokens as usize, ids(&case["output_ids"]).len(), "{id}");
+        assert_eq!(
+            usage.prompt_tokens as usize,
+            ids(&case["prompt_ids"]).len(),
+            "{id}"
+        );
+        assert_eq!(
+            usage.completion_tokens as usize,
+            ids(&case["output_ids"]).len(),
+            "{id}"
+        );
         let expected_text = case["completion_text"]
             .as_str()
             .expect("completion text")

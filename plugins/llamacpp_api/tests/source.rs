@@ -31,13 +31,23 @@ fn repo_ids_resolve_from_a_prefilled_cache_and_offline_misses_are_explained() {
         offline: true,
         token: None,
     };
-    let found = resolve_gguf("m", REPO, Some("smollm2.gguf"), &access).expect("cached file is found");
-    assert!(found.ends_with(format!("snapshots/{REVISION}/smollm2.gguf")), "{}", found.display());
-    let err = resolve_gguf("m", REPO, Some("other.gguf"), &access).expect_err("not cached, offline");
+    let found =
+        resolve_gguf("m", REPO, Some("smollm2.gguf"), &access).expect("cached file is found");
+    assert!(
+        found.ends_with(format!("snapshots/{REVISION}/smollm2.gguf")),
+        "{}",
+        found.display()
+    );
+    let err =
+        resolve_gguf("m", REPO, Some("other.gguf"), &access).expect_err("not cached, offline");
     assert!(err.message.contains("HF_HUB_OFFLINE"), "{}", err.message);
     assert!(err.message.contains("other.gguf"), "{}", err.message);
     let err = resolve_gguf("m", REPO, None, &access).expect_err("a repo needs a filename");
-    assert!(err.message.contains("model_config.filename"), "{}", err.message);
+    assert!(
+        err.message.contains("model_config.filename"),
+        "{}",
+        err.message
+    );
 }
 
 #[test]
@@ -55,7 +65,11 @@ fn a_local_directory_with_one_gguf_needs_no_filename() {
     assert!(found.ends_with("model.gguf"));
     std::os::unix::fs::symlink(&gguf, dir.path().join("second.gguf")).expect("link");
     let err = resolve_gguf("m", &dir_id, None, &access).expect_err("two candidates");
-    assert!(err.message.contains("model.gguf") && err.message.contains("second.gguf"), "{}", err.message);
+    assert!(
+        err.message.contains("model.gguf") && err.message.contains("second.gguf"),
+        "{}",
+        err.message
+    );
 }
 
 /// Through the ABI with the environment variables a user sets. This is the
@@ -78,7 +92,9 @@ fn the_plugin_loads_a_hub_model_from_hf_hub_cache() {
         spec: spec.as_object().cloned().unwrap_or_default(),
         ..ModelConfig::default()
     };
-    let model = env::plugin().create_model(&config).expect("loaded from the cache");
+    let model = env::plugin()
+        .create_model(&config)
+        .expect("loaded from the cache");
     let g = model
         .generate(
             &GenerateRequest {
@@ -96,7 +112,10 @@ fn the_plugin_loads_a_hub_model_from_hf_hub_cache() {
     assert!(g.usage.expect("usage").completion_tokens > 0);
     let mut missing = config.clone();
     missing.spec["model_config"]["filename"] = json!("absent.gguf");
-    let err = env::plugin().create_model(&missing).err().expect("not in the cache");
+    let err = env::plugin()
+        .create_model(&missing)
+        .err()
+        .expect("not in the cache");
     assert_eq!(err.kind, ErrorKind::InvalidRequest);
     assert!(err.message.contains("HF_HUB_OFFLINE"), "{}", err.message);
 }

@@ -42,7 +42,8 @@ fn parse() -> Result<Args, String> {
     }
     let gguf = gguf.ok_or("--gguf FILE is required")?;
     let prompt_file = prompt_file.ok_or("--prompt-file FILE is required")?;
-    let prompt = std::fs::read_to_string(&prompt_file).map_err(|e| format!("{prompt_file}: {e}"))?;
+    let prompt =
+        std::fs::read_to_string(&prompt_file).map_err(|e| format!("{prompt_file}: {e}"))?;
     Ok(Args {
         gguf,
         prompt: prompt.trim_end().to_string(),
@@ -124,7 +125,10 @@ fn main() {
             continue; // warm-up
         }
         prefill.push(usage.prompt_tokens as f64 / (t.prefill_ms.unwrap_or(f64::NAN) / 1000.0));
-        decode.push((usage.completion_tokens.saturating_sub(1)) as f64 / (t.decode_ms.unwrap_or(f64::NAN) / 1000.0));
+        decode.push(
+            (usage.completion_tokens.saturating_sub(1)) as f64
+                / (t.decode_ms.unwrap_or(f64::NAN) / 1000.0),
+        );
     }
     println!("prompt_tokens={prompt_tokens}");
     println!("new_tokens={}", args.new);

@@ -2,7 +2,7 @@
 //! `key=value` lines for scripts/bench-local.
 //!
 //! ```text
-//! cargo run --release -p huggingface_local_api --example bench -- \
+//! cargo run --release -p huggingface_local_api --example bench_candle -- \
 //!     --model ~/.cache/clemhost/models/smollm2-135m-instruct-hf \
 //!     --prompt-file scripts/fixtures/bench-prompt.txt --threads 2 --new 128 --runs 3 --parallel 10
 //! ```
