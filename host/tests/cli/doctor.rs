@@ -84,10 +84,11 @@ fn built_in_players_and_unknown_models_are_refused() {
 }
 
 /// check-hf proposes an entry for SmolLM2; pasted into model_registry.json,
-/// doctor passes with it. A broken variant (pad token no longer the EOS, and
-/// no eos_to_cull) leaves `<|im_end|>` in the answer and doctor names it.
+/// doctor passes with it. (The failing path, an end token left in the answer,
+/// is tested above on the echo backend: greedy SmolLM2 does not reach its end
+/// token within 300 tokens on hellogame's prompt, so it leaves none behind.)
 #[test]
-fn smollm2_entry_from_check_hf_passes_doctor_and_a_broken_one_fails() {
+fn smollm2_entry_from_check_hf_passes_doctor() {
     let Some(model) = smollm2_hf_dir() else {
         return;
     };
@@ -120,50 +121,4 @@ fn smollm2_entry_from_check_hf_passes_doctor_and_a_broken_one_fails() {
     assert_eq!(j["passed"], true, "{j:#}");
     assert_eq!(verdict(&j, "generation prompt")["verdict"], "pass");
     assert_eq!(verdict(&j, "starts with the prompt")["verdict"], "pass");
-
-    // The broken variant: same weights, a tokenizer config whose pad token is
-    // not the end-of-turn token, and an entry without eos_to_cull.
-    let broken = env.path().join("smol-broken");
-    std::fs::create_dir_all(&broken).unwrap();
-    for f in std::fs::read_dir(&model).unwrap().flatten() {
-        let name = f.file_name();
-        if name != "tokenizer_config.json" {
-            std::os::unix::fs::symlink(f.path(), broken.join(&name)).unwrap();
-        }
-    }
-    let mut tc: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(model.join("tokenizer_config.json")).unwrap(),
-    )
-    .unwrap();
-    tc["pad_token"] = serde_json::json!("<|endoftext|>");
-    std::fs::write(broken.join("tokenizer_config.json"), tc.to_string()).unwrap();
-    env.write(
-        "model_registry.json",
-        &serde_json::json!([{
-            "model_name": "smol-broken", "backend": "huggingface_local",
-            "huggingface_id": broken, "model_config": {"premade_chat_template": true, "eos_to_cull": ""}
-        }])
-        .to_string(),
-    );
-    let out = env.run(&[
-        "doctor",
-        "-m",
-        "smol-broken",
-        "-l",
-        "40",
-        "--no-default-registry",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    let text = stdout(&out);
-    assert!(text.contains("\"<|im_end|>\" at byte"), "{text}");
-    assert!(
-        text.contains(r#"eos_to_cull to "<\\|im_end\\|>""#),
-        "{text}"
-    );
 }
