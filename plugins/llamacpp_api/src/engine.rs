@@ -558,6 +558,12 @@ impl Worker<'_> {
         {
             log::warn!("could not clear the KV cache of sequence {seq}: {e}");
         }
+        // llama.cpp's results depend on where a sequence's cells sit in the
+        // cache, so an idle engine starts over from an empty cache: a request
+        // then gets the same answer whatever ran before it.
+        if self.slots.iter().all(Option::is_none) {
+            self.ctx.clear_kv_cache();
+        }
     }
 
     fn abandon(&mut self, seq: i32, reserved: u64, q: &Queued, err: EngineError) {
