@@ -13,7 +13,12 @@
 //! - `HF_ENDPOINT`: another Hub address (mirrors).
 
 use crate::error::{Error, Result};
+use clemhost_local_common::hub::{HubError, ModelSource};
 use std::path::{Path, PathBuf};
+
+/// How to reach the Hub (shared with the host's `check-hf` and the other
+/// local plugin).
+pub use clemhost_local_common::hub::HubSettings;
 
 /// The files of one model, all in one directory.
 #[derive(Clone, Debug)]
@@ -22,51 +27,6 @@ pub struct ModelFiles {
     pub dir: PathBuf,
     /// The safetensors files, in load order.
     pub weights: Vec<PathBuf>,
-}
-
-/// How to reach the Hub.
-#[derive(Clone, Debug, Default)]
-pub struct HubSettings {
-    /// The cache directory (`.../hub`).
-    pub cache_dir: PathBuf,
-    /// Only use cached files.
-    pub offline: bool,
-    /// Access token for gated or private repos.
-    pub token: Option<String>,
-    /// Another Hub address.
-    pub endpoint: Option<String>,
-}
-
-impl HubSettings {
-    /// Settings from an environment lookup (`std::env::var` in production).
-    pub fn from_env(var: impl Fn(&str) -> Option<String>, token: Option<String>) -> Self {
-        let nonempty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
-        let cache_dir = match (nonempty("HF_HUB_CACHE"), nonempty("HF_HOME")) {
-            (Some(dir), _) => PathBuf::from(dir),
-            (None, Some(home)) => PathBuf::from(home).join("hub"),
-            (None, None) => home_dir().join(".cache").join("huggingface").join("hub"),
-        };
-        let offline = nonempty("HF_HUB_OFFLINE")
-            .map(|v| {
-                matches!(
-                    v.trim().to_ascii_lowercase().as_str(),
-                    "1" | "true" | "yes" | "on"
-                )
-            })
-            .unwrap_or(false);
-        HubSettings {
-            cache_dir,
-            offline,
-            token: token.or_else(|| nonempty("HF_TOKEN")),
-            endpoint: nonempty("HF_ENDPOINT"),
-        }
-    }
-}
-
-fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Files a model may have besides config.json and the weights.
@@ -84,17 +44,21 @@ pub fn resolve(huggingface_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
     if local.is_dir() {
         return local_files(local);
     }
-    if local.is_absolute()
-        || huggingface_id.starts_with('.')
-        || huggingface_id.split('/').count() != 2
-    {
-        return Err(Error::Hub {
-            repo: huggingface_id.to_string(),
-            message: "it is neither an existing directory nor a Hub repo id of the form `org/name`"
-                .into(),
-        });
-    }
     fetch(huggingface_id, hub)
+}
+
+fn hub_error(repo: &str, e: HubError) -> Error {
+    let message = match e {
+        HubError::NotAModel(_) => {
+            "it is neither an existing directory nor a Hub repo id of the form `org/name`"
+                .to_string()
+        }
+        HubError::Fetch { message, .. } => message,
+    };
+    Error::Hub {
+        repo: repo.to_string(),
+        message,
+    }
 }
 
 fn local_files(dir: &Path) -> Result<ModelFiles> {
@@ -154,60 +118,24 @@ fn weight_files(dir: &Path, get: impl Fn(&str) -> Option<PathBuf>) -> Result<Vec
 }
 
 fn fetch(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
-    let hub_err = |message: String| Error::Hub {
-        repo: repo_id.to_string(),
-        message,
-    };
-    let cache = hf_hub::Cache::new(hub.cache_dir.clone());
-    let cached = cache.model(repo_id.to_string());
-    let api_repo = if hub.offline {
-        None
-    } else {
-        let mut builder =
-            hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false);
-        if let Some(token) = &hub.token {
-            builder = builder.with_token(Some(token.clone()));
-        }
-        if let Some(endpoint) = &hub.endpoint {
-            builder = builder.with_endpoint(endpoint.clone());
-        }
-        let api = builder
-            .build()
-            .map_err(|e| hub_err(format!("cannot set up the Hub client: {e}")))?;
-        Some(api.model(repo_id.to_string()))
-    };
-    let get = |name: &str| -> std::result::Result<PathBuf, String> {
-        if let Some(path) = cached.get(name) {
-            return Ok(path);
-        }
-        match &api_repo {
-            None => Err(format!(
-                "{name} is not in the cache at {} and HF_HUB_OFFLINE is set",
-                hub.cache_dir.display()
-            )),
-            Some(repo) => repo
-                .get(name)
-                .map_err(|e| format!("downloading {name} failed: {e}")),
-        }
-    };
-    let config = get("config.json").map_err(hub_err)?;
+    let source = ModelSource::open(repo_id, hub).map_err(|e| hub_error(repo_id, e))?;
+    let config = source
+        .file("config.json")
+        .map_err(|e| hub_error(repo_id, e))?;
     let dir = config
         .parent()
         .map(Path::to_path_buf)
-        .ok_or_else(|| hub_err("the cached config.json has no parent directory".into()))?;
-    get("tokenizer.json").map_err(hub_err)?;
+        .ok_or_else(|| Error::Hub {
+            repo: repo_id.to_string(),
+            message: "the cached config.json has no parent directory".into(),
+        })?;
+    source
+        .file("tokenizer.json")
+        .map_err(|e| hub_error(repo_id, e))?;
     for name in OPTIONAL_FILES {
-        if let Err(e) = get(name) {
-            log::debug!("{repo_id}: optional file not available: {e}");
-        }
+        source.optional_file(name);
     }
-    let weights = weight_files(&dir, |name| match get(name) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            log::debug!("{repo_id}: {e}");
-            None
-        }
-    })?;
+    let weights = weight_files(&dir, |name| source.optional_file(name))?;
     Ok(ModelFiles { dir, weights })
 }
 
