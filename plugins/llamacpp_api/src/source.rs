@@ -12,7 +12,8 @@
 //!    `~/.cache/huggingface/hub`) or downloaded into it with `hf-hub`, unless
 //!    `HF_HUB_OFFLINE` is set.
 
-use clemhost_plugin_sdk::{log, BackendError, ErrorKind};
+use clemhost_local_common::hub::{HubError, HubSettings, ModelSource};
+use clemhost_plugin_sdk::{BackendError, ErrorKind};
 use std::path::{Path, PathBuf};
 
 /// How to reach the Hub: cache directory, offline mode, token.
@@ -175,43 +176,25 @@ fn from_hub(
     filename: &str,
     hub: &HubAccess,
 ) -> Result<PathBuf, BackendError> {
-    let cache_dir = hub.cache_dir.clone();
-    let cache = hf_hub::Cache::new(cache_dir.clone());
-    if let Some(path) = cache.model(repo.to_string()).get(filename) {
-        log::debug!(
-            "{model}: {filename} of {repo} found in the HF cache at {}",
-            path.display()
-        );
-        return Ok(path);
-    }
-    if hub.offline {
-        return Err(BackendError::invalid_request(format!(
-            "model '{model}': {filename} of {repo} is not in the HF cache at {} and HF_HUB_OFFLINE is set; \
-             download it first or unset HF_HUB_OFFLINE",
-            cache_dir.display()
-        )));
-    }
-    log::info!(
-        "{model}: downloading {filename} from {repo} into {}",
-        cache_dir.display()
-    );
-    let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache).with_progress(false);
-    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-        if !endpoint.trim().is_empty() {
-            builder = builder.with_endpoint(endpoint.trim().trim_end_matches('/').to_string());
+    // The fetch itself is local-common's (shared with check-hf and the
+    // huggingface_local plugin); this keeps the plugin's messages and kinds.
+    let mut settings = HubSettings::from_process_env(hub.token.clone());
+    settings.cache_dir = hub.cache_dir.clone();
+    settings.offline = hub.offline;
+    let source = ModelSource::open(repo, &settings)
+        .map_err(|e| BackendError::new(ErrorKind::Unavailable, format!("model '{model}': {e}")))?;
+    source.file(filename).map_err(|e| {
+        let text = match e {
+            HubError::Fetch { message, .. } => message,
+            other => other.to_string(),
+        };
+        if hub.offline {
+            return BackendError::invalid_request(format!(
+                "model '{model}': {filename} of {repo} is not in the HF cache at {} and HF_HUB_OFFLINE is set; \
+                 download it first or unset HF_HUB_OFFLINE",
+                hub.cache_dir.display()
+            ));
         }
-    }
-    if hub.token.is_some() {
-        builder = builder.with_token(hub.token.clone());
-    }
-    let api = builder.build().map_err(|e| {
-        BackendError::new(
-            ErrorKind::Unavailable,
-            format!("model '{model}': HF hub client: {e}"),
-        )
-    })?;
-    api.model(repo.to_string()).get(filename).map_err(|e| {
-        let text = e.to_string();
         let kind = if text.contains("401") || text.contains("403") {
             ErrorKind::Auth
         } else if text.contains("404") {
@@ -226,7 +209,7 @@ fn from_hub(
         };
         BackendError::new(
             kind,
-            format!("model '{model}': downloading {filename} from the Hub repo {repo} failed: {text}{hint}"),
+            format!("model '{model}': getting {filename} from the Hub repo {repo} failed: {text}{hint}"),
         )
     })
 }
