@@ -168,13 +168,14 @@ impl Decoder {
         }
         let final_norm = RmsNorm::load(&vb, h, "norm.weight", &spec).map_err(weights_err)?;
         let lm_head = if spec.tie_word_embeddings || !root.contains_tensor("lm_head.weight") {
-            Linear::new(embed.clone(), None)
+            Linear::new(embed.clone(), None).map_err(weights_err)?
         } else {
             Linear::new(
                 root.get((spec.vocab_size, h), "lm_head.weight")
                     .map_err(weights_err)?,
                 None,
             )
+            .map_err(weights_err)?
         };
         let inv_freq = spec.rope.inv_freq(hd);
         let inv_freq_local = spec
@@ -215,7 +216,7 @@ impl Decoder {
             };
         let qkv = if spec.fused_qkv {
             let w = at.get((q_out + 2 * kv_out, h), "qkv_proj.weight")?;
-            Linear::new(w, optional_bias(&at, "qkv_proj.bias", q_out + 2 * kv_out)?)
+            Linear::new(w, optional_bias(&at, "qkv_proj.bias", q_out + 2 * kv_out)?)?
         } else {
             let q = at.get((q_out, h), "q_proj.weight")?;
             let k = at.get((kv_out, h), "k_proj.weight")?;
@@ -234,12 +235,12 @@ impl Decoder {
                     if spec.qkv_bias { "on" } else { "off" }
                 ),
             };
-            Linear::new(w, bias)
+            Linear::new(w, bias)?
         };
         let o = Linear::new(
             at.get((h, q_out), "o_proj.weight")?,
             optional_bias(&at, "o_proj.bias", h)?,
-        );
+        )?;
         let (q_norm, k_norm) = if spec.qk_norm {
             (
                 Some(RmsNorm::load(&at, spec.head_dim, "q_norm.weight", spec)?),
@@ -250,13 +251,13 @@ impl Decoder {
         };
         let mb = lb.pp("mlp");
         let gate_up = if spec.fused_gate_up {
-            Linear::new(mb.get((2 * inter, h), "gate_up_proj.weight")?, None)
+            Linear::new(mb.get((2 * inter, h), "gate_up_proj.weight")?, None)?
         } else {
             let g = mb.get((inter, h), "gate_proj.weight")?;
             let u = mb.get((inter, h), "up_proj.weight")?;
-            Linear::new(Tensor::cat(&[&g, &u], 0)?, None)
+            Linear::new(Tensor::cat(&[&g, &u], 0)?, None)?
         };
-        let down = Linear::new(mb.get((h, inter), "down_proj.weight")?, None);
+        let down = Linear::new(mb.get((h, inter), "down_proj.weight")?, None)?;
         let (pre_ffn_norm, post_ffn_norm) = if spec.sandwich_norms {
             (
                 Some(RmsNorm::load(

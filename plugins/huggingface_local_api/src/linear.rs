@@ -1,107 +1,211 @@
-//! Linear layers with a fast path for few rows of f32 on the CPU.
+//! Linear layers with our own f32 matrix product on the CPU.
 //!
-//! Decoding multiplies one row (or one row per batched sequence) by each
-//! weight matrix: a matrix-vector product that is limited by how fast the
-//! weights stream from memory. candle's general matrix multiply is built
-//! for large products, so for up to [`GEMV_MAX_ROWS`] rows this module
-//! streams each weight row once, dots it with every input row, and splits
-//! the weight rows over the current rayon pool. Each output value is
-//! computed by one thread in a fixed order, so a row's result does not
-//! depend on the other rows of the batch (batched decoding equals
-//! one-by-one decoding) nor on the number of threads.
+//! [`Linear`] repacks an f32 weight `W` (`[out, in]`) once, at load time,
+//! into column blocks of [`BLOCK_COLS`] outputs stored input-major
+//! (`[block][in][BLOCK_COLS]`). One micro-kernel then serves every input
+//! size: it keeps up to [`MR`] input rows times one column block in
+//! registers and walks the input dimension once, adding one broadcast input
+//! value times one contiguous weight vector per step. Decoding (one row per
+//! sequence) streams each weight once, contiguously; a prompt pass reuses
+//! each weight block from cache for [`MR`] rows at a time.
+//!
+//! Every output value is a single fused multiply-add chain over the input
+//! dimension in index order, computed by one thread. So a row's result does
+//! not depend on the other rows of the call (a batch decodes exactly as its
+//! rows alone, and a prompt pass agrees with single steps), nor on the
+//! number of threads, nor on the SIMD width (the AVX-512 and AVX2 kernels
+//! give the same bits). Work is split over the current rayon pool by column
+//! block and row chunk.
+//!
+//! Weights that are not f32 on the CPU keep candle's matrix product.
 
-use candle_core::{DType, Device, Module, Storage, Tensor, D};
+use candle_core::{DType, Device, Module, Storage, Tensor};
 use rayon::prelude::*;
 
-/// Inputs with at most this many rows take the matrix-vector path.
-pub const GEMV_MAX_ROWS: usize = 32;
+/// Outputs per column block (four 16-wide vectors).
+pub const BLOCK_COLS: usize = 64;
 
-/// Weight rows handed to one rayon task.
-const ROWS_PER_TASK: usize = 64;
+/// Input rows per micro-kernel call.
+pub const MR: usize = 6;
+
+/// Input rows per parallel task.
+const ROW_CHUNK: usize = 8 * MR;
+
+/// A weight `[n, k]` repacked as `[ceil(n / 64)][k][64]`, zero-padded.
+#[derive(Clone, Debug)]
+struct Packed {
+    n: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    fn new(w: &[f32], n: usize, k: usize) -> Self {
+        let blocks = n.div_ceil(BLOCK_COLS);
+        let mut data = vec![0f32; blocks * k * BLOCK_COLS];
+        data.par_chunks_mut(k * BLOCK_COLS)
+            .enumerate()
+            .for_each(|(b, block)| {
+                let first = b * BLOCK_COLS;
+                for c in 0..BLOCK_COLS.min(n - first) {
+                    let row = &w[(first + c) * k..(first + c + 1) * k];
+                    for (kk, v) in row.iter().enumerate() {
+                        block[kk * BLOCK_COLS + c] = *v;
+                    }
+                }
+            });
+        Packed { n, k, data }
+    }
+
+    fn blocks(&self) -> usize {
+        self.n.div_ceil(BLOCK_COLS)
+    }
+
+    /// `y = x W^T` for `m` rows of `x` (`[m, k]`, row-major); `y` is `[m, n]`.
+    fn matmul(&self, x: &[f32], m: usize, y: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        assert!(
+            x.len() == m * k && y.len() == m * n,
+            "packed matmul: slice lengths do not match m={m}, k={k}, n={n}"
+        );
+        let kernel = select_kernel();
+        let chunks = m.div_ceil(ROW_CHUNK);
+        let blocks = self.blocks();
+        let out = OutPtr(y.as_mut_ptr());
+        (0..blocks * chunks).into_par_iter().for_each(|task| {
+            let (b, chunk) = (task / chunks, task % chunks);
+            let col0 = b * BLOCK_COLS;
+            let cols = BLOCK_COLS.min(n - col0);
+            let wb = &self.data[b * k * BLOCK_COLS..(b + 1) * k * BLOCK_COLS];
+            let row_end = ((chunk + 1) * ROW_CHUNK).min(m);
+            let mut row = chunk * ROW_CHUNK;
+            while row < row_end {
+                let rows = MR.min(row_end - row);
+                let mut tile = [0f32; MR * BLOCK_COLS];
+                kernel(&x[row * k..(row + rows) * k], rows, k, wb, &mut tile);
+                for r in 0..rows {
+                    let src = &tile[r * BLOCK_COLS..r * BLOCK_COLS + cols];
+                    // SAFETY: `y` holds `m * n` values (asserted above) and
+                    // outlives the parallel loop; task (b, chunk) writes only
+                    // rows of its chunk and columns of its block, so no two
+                    // tasks write the same value and nobody reads `y` meanwhile.
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(
+                            src.as_ptr(),
+                            out.at((row + r) * n + col0),
+                            cols,
+                        );
+                    }
+                }
+                row += rows;
+            }
+        });
+    }
+}
+
+/// The output pointer shared by the tasks of one product.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+// SAFETY: the tasks of `Packed::matmul` write disjoint parts of the output
+// through this pointer; see the comment at the write.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
+
+#[derive(Clone, Debug)]
+enum Weight {
+    Packed(Packed),
+    Dense(Tensor),
+}
 
 /// `y = x W^T + b` with `W` of shape `[out, in]`.
 #[derive(Clone, Debug)]
 pub struct Linear {
-    weight: Tensor,
+    weight: Weight,
     bias: Option<Tensor>,
-    fast: bool,
 }
 
 impl Linear {
-    /// A layer over a `[out, in]` weight and an optional `[out]` bias.
-    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        let fast = matches!(weight.device(), Device::Cpu)
+    /// A layer over a `[out, in]` weight and an optional `[out]` bias. An
+    /// f32 weight on the CPU is repacked for the own kernel (using the
+    /// current rayon pool) and the tensor is dropped.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> candle_core::Result<Self> {
+        let packable = matches!(weight.device(), Device::Cpu)
             && weight.dtype() == DType::F32
-            && weight.is_contiguous()
             && weight.rank() == 2;
-        Linear { weight, bias, fast }
+        if !packable {
+            return Ok(Linear {
+                weight: Weight::Dense(weight),
+                bias,
+            });
+        }
+        let (n, k) = weight.dims2()?;
+        let weight = weight.contiguous()?;
+        let packed = {
+            let (storage, layout) = weight.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("linear: a CPU tensor without CPU storage");
+            };
+            let w = &cpu.as_slice::<f32>()?[layout.start_offset()..][..n * k];
+            Packed::new(w, n, k)
+        };
+        Ok(Linear {
+            weight: Weight::Packed(packed),
+            bias,
+        })
     }
 
-    /// The `[out, in]` weight.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    fn gemv(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, k) = self.weight.dims2()?;
-        let x = x.contiguous()?;
+    fn packed_forward(&self, p: &Packed, x: &Tensor) -> candle_core::Result<Tensor> {
         let mut out_shape = x.dims().to_vec();
-        let last = out_shape.len() - 1;
-        if out_shape[last] != k {
+        let Some(last) = out_shape.last_mut() else {
+            candle_core::bail!("linear: a scalar input");
+        };
+        if *last != p.k {
             candle_core::bail!(
-                "linear: input width {} does not match weight {:?}",
-                out_shape[last],
-                self.weight.shape()
+                "linear: input width {} does not match weight [{}, {}]",
+                last,
+                p.n,
+                p.k
             );
         }
-        out_shape[last] = n;
-        let m = x.elem_count() / k;
-        let (w_storage, w_layout) = self.weight.storage_and_layout();
-        let (x_storage, x_layout) = x.storage_and_layout();
-        let (Storage::Cpu(w_cpu), Storage::Cpu(x_cpu)) = (&*w_storage, &*x_storage) else {
-            candle_core::bail!("linear fast path used off the CPU");
-        };
-        let w = &w_cpu.as_slice::<f32>()?[w_layout.start_offset()..][..n * k];
-        let xs = &x_cpu.as_slice::<f32>()?[x_layout.start_offset()..][..m * k];
-        // Computed as [n, m] (weight-row major) so tasks own disjoint chunks.
-        let mut out_t = vec![0f32; n * m];
-        let kernel = select_kernel();
-        out_t
-            .par_chunks_mut(ROWS_PER_TASK * m)
-            .enumerate()
-            .for_each(|(task, chunk)| {
-                let first = task * ROWS_PER_TASK;
-                let rows = chunk.len() / m;
-                kernel(xs, m, k, &w[first * k..(first + rows) * k], chunk);
-            });
-        drop(w_storage);
-        drop(x_storage);
-        let out = if m == 1 {
-            out_t
-        } else {
-            let mut out = vec![0f32; n * m];
-            for (j, row) in out_t.chunks_exact(m).enumerate() {
-                for (i, v) in row.iter().enumerate() {
-                    out[i * n + j] = *v;
-                }
-            }
-            out
-        };
-        Tensor::from_vec(out, out_shape, &Device::Cpu)
+        *last = p.n;
+        let x = x.contiguous()?;
+        let m = x.elem_count() / p.k;
+        let mut y = vec![0f32; m * p.n];
+        {
+            let (storage, layout) = x.storage_and_layout();
+            let Storage::Cpu(cpu) = &*storage else {
+                candle_core::bail!("linear: packed weights used off the CPU");
+            };
+            let xs = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m * p.k];
+            p.matmul(xs, m, &mut y);
+        }
+        Tensor::from_vec(y, out_shape, &Device::Cpu)
     }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let k = x.dim(D::Minus1)?;
-        let rows = x.elem_count() / k.max(1);
-        let y = if self.fast && x.dtype() == DType::F32 && rows <= GEMV_MAX_ROWS {
-            self.gemv(x)?
-        } else {
-            let w = self.weight.t()?;
-            match x.rank() {
-                2 => x.matmul(&w)?,
-                _ => x.broadcast_matmul(&w)?,
+        let y = match &self.weight {
+            Weight::Packed(p) if x.dtype() == DType::F32 && x.device().is_cpu() => {
+                self.packed_forward(p, x)?
+            }
+            Weight::Packed(_) => {
+                candle_core::bail!("linear: f32 CPU weights need an f32 CPU input")
+            }
+            Weight::Dense(w) => {
+                let w = w.t()?;
+                match x.rank() {
+                    2 => x.matmul(&w)?,
+                    _ => x.broadcast_matmul(&w)?,
+                }
             }
         };
         match &self.bias {
@@ -111,83 +215,151 @@ impl Module for Linear {
     }
 }
 
-/// Computes `out[j * m + i] = dot(x_i, w_j)` for the weight rows in `w`.
-type Kernel = fn(&[f32], usize, usize, &[f32], &mut [f32]);
+/// `tile[r * 64 + c] = sum_kk x[r * k + kk] * wb[kk * 64 + c]` for
+/// `rows <= MR` input rows and one packed column block `wb`.
+type Kernel = fn(&[f32], usize, usize, &[f32], &mut [f32; MR * BLOCK_COLS]);
 
 fn select_kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx512f") {
-            return kernel_avx512;
+            return x86::kernel_avx512;
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return kernel_avx2;
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return x86::kernel_avx2;
         }
     }
     kernel_portable
 }
 
-/// Sixteen independent partial sums, so the compiler vectorizes the loop at
-/// any SIMD width while the summation order stays the same everywhere.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut acc = [0f32; LANES];
-    let body = a.len() / LANES * LANES;
-    for (ca, cb) in a[..body]
-        .chunks_exact(LANES)
-        .zip(b[..body].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            acc[l] += ca[l] * cb[l];
+/// The same chains without SIMD intrinsics (`mul_add` keeps the rounding of
+/// the fused kernels).
+fn kernel_portable(
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    wb: &[f32],
+    tile: &mut [f32; MR * BLOCK_COLS],
+) {
+    for r in 0..rows {
+        let acc = &mut tile[r * BLOCK_COLS..(r + 1) * BLOCK_COLS];
+        acc.fill(0.0);
+        for (kk, w) in wb.chunks_exact(BLOCK_COLS).enumerate() {
+            let a = x[r * k + kk];
+            for (o, w) in acc.iter_mut().zip(w) {
+                *o = a.mul_add(*w, *o);
+            }
         }
     }
-    let mut tail = 0f32;
-    for (x, y) in a[body..].iter().zip(&b[body..]) {
-        tail += x * y;
-    }
-    // Pairwise reduction of the lanes.
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-    }
-    acc[0] + tail
-}
-
-#[inline(always)]
-fn kernel_body(xs: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-    for (w_row, out_row) in w.chunks_exact(k).zip(out.chunks_exact_mut(m)) {
-        for (i, o) in out_row.iter_mut().enumerate() {
-            *o = dot(&xs[i * k..(i + 1) * k], w_row);
-        }
-    }
-}
-
-fn kernel_portable(xs: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-    kernel_body(xs, m, k, w, out)
 }
 
 #[cfg(target_arch = "x86_64")]
-fn kernel_avx2(xs: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-    #[target_feature(enable = "avx2")]
-    unsafe fn inner(xs: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-        kernel_body(xs, m, k, w, out)
-    }
-    // SAFETY: only selected by `select_kernel` after the CPU reported AVX2.
-    unsafe { inner(xs, m, k, w, out) }
-}
+mod x86 {
+    use super::{BLOCK_COLS, MR};
+    use std::arch::x86_64::*;
 
-#[cfg(target_arch = "x86_64")]
-fn kernel_avx512(xs: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
+    /// `R` rows times 64 columns in 4 x R AVX-512 accumulators.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512F; `x` must hold `R * k` values and `wb`
+    /// `k * 64`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn inner(xs: &[f32], m: usize, k: usize, w: &[f32], out: &mut [f32]) {
-        kernel_body(xs, m, k, w, out)
+    unsafe fn tile_avx512<const R: usize>(
+        x: *const f32,
+        k: usize,
+        wb: *const f32,
+        tile: &mut [f32; MR * BLOCK_COLS],
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); 4]; R];
+        for kk in 0..k {
+            let w = wb.add(kk * BLOCK_COLS);
+            let w0 = _mm512_loadu_ps(w);
+            let w1 = _mm512_loadu_ps(w.add(16));
+            let w2 = _mm512_loadu_ps(w.add(32));
+            let w3 = _mm512_loadu_ps(w.add(48));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let a = _mm512_set1_ps(*x.add(r * k + kk));
+                acc[0] = _mm512_fmadd_ps(a, w0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(a, w1, acc[1]);
+                acc[2] = _mm512_fmadd_ps(a, w2, acc[2]);
+                acc[3] = _mm512_fmadd_ps(a, w3, acc[3]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (v, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(tile.as_mut_ptr().add(r * BLOCK_COLS + v * 16), *acc);
+            }
+        }
     }
-    // SAFETY: only selected by `select_kernel` after the CPU reported AVX-512F.
-    unsafe { inner(xs, m, k, w, out) }
+
+    /// `R` rows times 64 columns, one 16-column half-panel pair at a time in
+    /// 8-wide AVX2 vectors (at most 12 accumulators fit the 16 registers).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2 and FMA; `x` must hold `R * k` values and
+    /// `wb` `k * 64`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_avx2<const R: usize>(
+        x: *const f32,
+        k: usize,
+        wb: *const f32,
+        tile: &mut [f32; MR * BLOCK_COLS],
+    ) {
+        for quarter in 0..4 {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for kk in 0..k {
+                let w = wb.add(kk * BLOCK_COLS + quarter * 16);
+                let w0 = _mm256_loadu_ps(w);
+                let w1 = _mm256_loadu_ps(w.add(8));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let a = _mm256_set1_ps(*x.add(r * k + kk));
+                    acc[0] = _mm256_fmadd_ps(a, w0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(a, w1, acc[1]);
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let dst = tile.as_mut_ptr().add(r * BLOCK_COLS + quarter * 16);
+                _mm256_storeu_ps(dst, acc[0]);
+                _mm256_storeu_ps(dst.add(8), acc[1]);
+            }
+        }
+    }
+
+    macro_rules! kernel {
+        ($name:ident, $tile:ident) => {
+            /// Dispatches `rows` (1..=MR) to the tile routine of that height.
+            pub(super) fn $name(
+                x: &[f32],
+                rows: usize,
+                k: usize,
+                wb: &[f32],
+                tile: &mut [f32; MR * BLOCK_COLS],
+            ) {
+                assert!(
+                    (1..=MR).contains(&rows) && x.len() >= rows * k && wb.len() >= k * BLOCK_COLS,
+                    "linear kernel: slice lengths do not match rows={rows}, k={k}"
+                );
+                let (x, wb) = (x.as_ptr(), wb.as_ptr());
+                // SAFETY: `select_kernel` picks this kernel only after the CPU
+                // reported the features the tile routine enables, and the
+                // assertion above gives the slice lengths it requires.
+                unsafe {
+                    match rows {
+                        1 => $tile::<1>(x, k, wb, tile),
+                        2 => $tile::<2>(x, k, wb, tile),
+                        3 => $tile::<3>(x, k, wb, tile),
+                        4 => $tile::<4>(x, k, wb, tile),
+                        5 => $tile::<5>(x, k, wb, tile),
+                        _ => $tile::<6>(x, k, wb, tile),
+                    }
+                }
+            }
+        };
+    }
+
+    kernel!(kernel_avx512, tile_avx512);
+    kernel!(kernel_avx2, tile_avx2);
 }
 
 #[cfg(test)]
@@ -204,12 +376,12 @@ mod tests {
     }
 
     #[test]
-    fn fast_path_matches_the_general_product() {
+    fn the_packed_product_matches_candles() {
         let dev = Device::Cpu;
-        for (m, k, n) in [(1, 37, 130), (3, 64, 129), (5, 576, 192)] {
+        for (m, k, n) in [(1, 37, 130), (3, 64, 129), (5, 576, 192), (50, 100, 70)] {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let w = Tensor::randn(0f32, 1.0, (n, k), &dev).unwrap();
-            let lin = Linear::new(w.clone(), None);
+            let lin = Linear::new(w.clone(), None).unwrap();
             let got: Vec<f32> = lin
                 .forward(&x)
                 .unwrap()
@@ -218,6 +390,7 @@ mod tests {
                 .to_vec1()
                 .unwrap();
             let want = reference(&x, &w);
+            assert_eq!(got.len(), want.len());
             for (a, b) in got.iter().zip(&want) {
                 assert!(
                     (a - b).abs() < 1e-3 * (1.0 + b.abs()),
@@ -230,9 +403,9 @@ mod tests {
     #[test]
     fn a_row_gives_the_same_bits_alone_and_in_a_batch() {
         let dev = Device::Cpu;
-        let x = Tensor::randn(0f32, 1.0, (4, 100), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (61, 100), &dev).unwrap();
         let w = Tensor::randn(0f32, 1.0, (300, 100), &dev).unwrap();
-        let lin = Linear::new(w, None);
+        let lin = Linear::new(w, None).unwrap();
         let all: Vec<Vec<f32>> = lin.forward(&x).unwrap().to_vec2().unwrap();
         for (i, row) in all.iter().enumerate() {
             let alone: Vec<Vec<f32>> = lin
@@ -240,7 +413,30 @@ mod tests {
                 .unwrap()
                 .to_vec2()
                 .unwrap();
-            assert_eq!(&alone[0], row);
+            assert_eq!(&alone[0], row, "row {i}");
+        }
+    }
+
+    #[test]
+    fn every_kernel_gives_the_same_bits() {
+        let (k, rows) = (45, MR);
+        let x: Vec<f32> = (0..rows * k)
+            .map(|i| ((i * 7 % 13) as f32 - 6.0) / 3.0)
+            .collect();
+        let wb: Vec<f32> = (0..k * BLOCK_COLS)
+            .map(|i| ((i * 5 % 17) as f32 - 8.0) / 7.0)
+            .collect();
+        let mut want = [0f32; MR * BLOCK_COLS];
+        kernel_portable(&x, rows, k, &wb, &mut want);
+        let mut got = [0f32; MR * BLOCK_COLS];
+        select_kernel()(&x, rows, k, &wb, &mut got);
+        assert_eq!(got, want);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            let mut avx2 = [0f32; MR * BLOCK_COLS];
+            x86::kernel_avx2(&x, rows, k, &wb, &mut avx2);
+            assert_eq!(avx2, want);
         }
     }
 }

@@ -18,8 +18,9 @@ pub enum Sampler {
         top_k: usize,
         /// Keep the smallest set whose probability reaches `top_p`.
         top_p: f64,
-        /// The sequence's own generator.
-        rng: StdRng,
+        /// The sequence's own generator (boxed: it is large, and greedy
+        /// samplers need none).
+        rng: Box<StdRng>,
     },
 }
 
@@ -33,7 +34,7 @@ impl Sampler {
                 temperature,
                 top_k,
                 top_p,
-                rng: StdRng::seed_from_u64(seed),
+                rng: Box::new(StdRng::seed_from_u64(seed)),
             }
         }
     }
