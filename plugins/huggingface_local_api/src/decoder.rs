@@ -2,10 +2,11 @@
 //! from its [`DecoderSpec`], with a key/value cache and per-row positions
 //! and padding so that several conversations run as one left-padded batch.
 
+use crate::attention;
 use crate::error::{Error, Result};
 use crate::families::{Activation, DecoderSpec};
 use crate::linear::Linear;
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Storage, Tensor, D};
 use candle_nn::VarBuilder;
 use std::path::Path;
 
@@ -117,6 +118,15 @@ pub struct Decoder {
     lm_head: Linear,
     inv_freq: Vec<f32>,
     inv_freq_local: Vec<f32>,
+}
+
+/// The values of a contiguous f32 CPU tensor.
+fn cpu_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    let start = layout.start_offset();
+    Ok(&storage.as_slice::<f32>()?[start..start + layout.shape().elem_count()])
 }
 
 /// Where a family keeps its decoder weights inside the checkpoint.
@@ -365,9 +375,15 @@ impl Decoder {
         } else {
             None
         };
-        let mask_full = self.mask(cache, past, t, None)?;
+        // The CPU f32 attention reads the padding and the window directly.
+        let own_attention = self.device.is_cpu() && self.dtype == DType::F32;
+        let mask_full = if own_attention {
+            None
+        } else {
+            self.mask(cache, past, t, None)?
+        };
         let mask_sliding = match self.spec.sliding_window {
-            Some(w) if self.layers.iter().any(|l| l.sliding) => {
+            Some(w) if !own_attention && self.layers.iter().any(|l| l.sliding) => {
                 self.mask(cache, past, t, Some(w))?
             }
             _ => None,
@@ -382,7 +398,17 @@ impl Decoder {
             } else {
                 &mask_full
             };
-            x = self.layer_forward(layer, lc, &x, cos, sin, mask.as_ref(), past, total)?;
+            x = self.layer_forward(
+                layer,
+                lc,
+                &cache.valid,
+                &x,
+                cos,
+                sin,
+                mask.as_ref(),
+                past,
+                total,
+            )?;
         }
         let last = x.narrow(1, t - 1, 1)?.squeeze(1)?.contiguous()?;
         let last = self.final_norm.forward(&last)?;
@@ -457,6 +483,7 @@ impl Decoder {
         &self,
         layer: &Layer,
         lc: &mut LayerCache,
+        valid: &[Vec<bool>],
         x: &Tensor,
         cos: &Tensor,
         sin: &Tensor,
@@ -467,7 +494,6 @@ impl Decoder {
         let s = &self.spec;
         let (b, t, _) = x.dims3()?;
         let (nh, kvh, hd) = (s.num_heads, s.num_kv_heads, s.head_dim);
-        let n_rep = nh / kvh;
 
         let h = layer.input_norm.forward(x)?;
         let qkv = layer.qkv.forward(&h)?;
@@ -487,26 +513,50 @@ impl Decoder {
         let v = v.transpose(1, 2)?.contiguous()?;
         lc.k.slice_set(&k, 2, past)?;
         lc.v.slice_set(&v, 2, past)?;
-        let k_all = lc.k.narrow(2, 0, total)?;
-        let v_all = lc.v.narrow(2, 0, total)?;
-
         let scale = 1.0 / s.query_pre_attn_scalar.unwrap_or(hd as f64).sqrt();
-        // Group the query heads by the key/value head they share: no copies of k and v.
-        let q = (q * scale)?.reshape((b, kvh, n_rep * t, hd))?;
-        let mut scores = q.matmul(&k_all.t()?)?.reshape((b, nh, t, total))?;
-        if let Some(cap) = s.attn_logit_softcap {
-            scores = ((scores / cap)?.tanh()? * cap)?;
-        }
-        if let Some(mask) = mask {
-            scores = scores.broadcast_add(mask)?;
-        }
-        let probs =
-            candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kvh, n_rep * t, total))?;
-        let attn = probs
-            .matmul(&v_all)?
-            .reshape((b, nh, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b, t, nh * hd))?;
+        let attn = if self.device.is_cpu() && self.dtype == DType::F32 {
+            let shape = attention::Shape {
+                batch: b,
+                heads: nh,
+                kv_heads: kvh,
+                head_dim: hd,
+                t,
+                past,
+                capacity: lc.k.dim(2)?,
+            };
+            let options = attention::Options {
+                scale: scale as f32,
+                softcap: s.attn_logit_softcap.map(|c| c as f32),
+                window: if layer.sliding {
+                    s.sliding_window
+                } else {
+                    None
+                },
+            };
+            let out = {
+                let (qs, ql) = q.storage_and_layout();
+                let (ks, kl) = lc.k.storage_and_layout();
+                let (vs, vl) = lc.v.storage_and_layout();
+                let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs)) = (&*qs, &*ks, &*vs)
+                else {
+                    return Err(Error::Request("attention: CPU tensors off the CPU".into()));
+                };
+                if !(ql.is_contiguous() && kl.is_contiguous() && vl.is_contiguous()) {
+                    return Err(Error::Request("attention: non-contiguous inputs".into()));
+                }
+                attention::attend(
+                    cpu_f32(qs, ql)?,
+                    cpu_f32(ks, kl)?,
+                    cpu_f32(vs, vl)?,
+                    valid,
+                    shape,
+                    options,
+                )
+            };
+            Tensor::from_vec(out, (b, t, nh * hd), &self.device)?
+        } else {
+            self.attention_tensors(lc, q, mask, scale, (b, t, total))?
+        };
         let mut attn = layer.o.forward(&attn)?;
         let x = if s.sandwich_norms {
             attn = layer.post_attn_norm.forward(&attn)?;
@@ -531,5 +581,38 @@ impl Decoder {
             mlp = n.forward(&mlp)?;
         }
         Ok((x + mlp)?)
+    }
+
+    /// The general attention with candle's tensor operations (other
+    /// devices and dtypes).
+    fn attention_tensors(
+        &self,
+        lc: &LayerCache,
+        q: Tensor,
+        mask: Option<&Tensor>,
+        scale: f64,
+        (b, t, total): (usize, usize, usize),
+    ) -> Result<Tensor> {
+        let s = &self.spec;
+        let (nh, kvh, hd) = (s.num_heads, s.num_kv_heads, s.head_dim);
+        let n_rep = nh / kvh;
+        let k_all = lc.k.narrow(2, 0, total)?;
+        let v_all = lc.v.narrow(2, 0, total)?;
+        // Group the query heads by the key/value head they share: no copies of k and v.
+        let q = (q * scale)?.reshape((b, kvh, n_rep * t, hd))?;
+        let mut scores = q.matmul(&k_all.t()?)?.reshape((b, nh, t, total))?;
+        if let Some(cap) = s.attn_logit_softcap {
+            scores = ((scores / cap)?.tanh()? * cap)?;
+        }
+        if let Some(mask) = mask {
+            scores = scores.broadcast_add(mask)?;
+        }
+        let probs =
+            candle_nn::ops::softmax_last_dim(&scores)?.reshape((b, kvh, n_rep * t, total))?;
+        Ok(probs
+            .matmul(&v_all)?
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?)
     }
 }

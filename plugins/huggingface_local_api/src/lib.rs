@@ -15,6 +15,8 @@
 //!   [`families::DecoderSpec`] that one adapter per model family reads
 //!   from `config.json` (llama, mistral, qwen2, qwen3, gemma, gemma2,
 //!   gemma3, phi3).
+//! - [`linear::Linear`] and [`attention::attend`]: the f32 CPU kernels
+//!   the decoder spends its time in.
 //! - [`batcher::Batcher`]: runs concurrent requests on one model as one
 //!   batch.
 //! - [`source`]: local directories and Hub downloads (`hf-hub`).
@@ -24,6 +26,7 @@
 //! kernel ([`linear`]), prompts candle's matrix multiply.
 #![deny(missing_docs)]
 
+pub mod attention;
 pub mod batcher;
 pub mod decoder;
 pub mod engine;

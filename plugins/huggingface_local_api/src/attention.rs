@@ -1,0 +1,198 @@
+//! Scaled dot-product attention over the key/value cache, for f32 on the
+//! CPU.
+//!
+//! candle's route (a batched matrix product per step, an additive mask
+//! tensor, softmax, a second product, then a transpose copy) costs more in
+//! dispatch and copies than in arithmetic at decoding sizes. This routine
+//! reads the queries and the cache in place, skips masked columns instead of
+//! adding a mask, and writes its output directly in the `[batch, seq,
+//! heads * head_dim]` layout the output projection takes. One rayon task
+//! per (row, head); each value is computed the same way whatever the batch.
+
+use rayon::prelude::*;
+
+/// The sizes of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    /// Rows of the batch.
+    pub batch: usize,
+    /// Query heads.
+    pub heads: usize,
+    /// Key/value heads (each serves `heads / kv_heads` query heads).
+    pub kv_heads: usize,
+    /// Values per head.
+    pub head_dim: usize,
+    /// New columns in this call.
+    pub t: usize,
+    /// Cached columns before this call.
+    pub past: usize,
+    /// Columns the cache tensors hold per head.
+    pub capacity: usize,
+}
+
+/// What each query may see besides the causal rule.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Multiplies the scores.
+    pub scale: f32,
+    /// gemma2's `tanh(s / cap) * cap` on the scores.
+    pub softcap: Option<f32>,
+    /// Sliding window: a query sees at most this many columns, itself included.
+    pub window: Option<usize>,
+}
+
+/// Attention for queries `q` (`[batch, heads, t, head_dim]`) over the cache
+/// `k`, `v` (`[batch, kv_heads, capacity, head_dim]`, the first `past + t`
+/// columns filled). `valid[row][col]` says which cached columns hold real
+/// tokens; a query sees itself and earlier valid columns (within the
+/// window). Returns `[batch, t, heads * head_dim]`.
+pub fn attend(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    valid: &[Vec<bool>],
+    shape: Shape,
+    options: Options,
+) -> Vec<f32> {
+    let Shape {
+        batch,
+        heads,
+        kv_heads,
+        head_dim: hd,
+        t,
+        past,
+        capacity,
+    } = shape;
+    let per_head: Vec<Vec<f32>> = (0..batch * heads)
+        .into_par_iter()
+        .map(|task| {
+            let (row, head) = (task / heads, task % heads);
+            let kv = row * kv_heads + head / (heads / kv_heads);
+            let cache = kv * capacity * hd..(kv * capacity + past + t) * hd;
+            let q = &q[task * t * hd..(task + 1) * t * hd];
+            head_attention(q, &k[cache.clone()], &v[cache], &valid[row], shape, options)
+        })
+        .collect();
+    let mut out = vec![0f32; batch * t * heads * hd];
+    for (task, o) in per_head.iter().enumerate() {
+        let (row, head) = (task / heads, task % heads);
+        for qi in 0..t {
+            let dst = ((row * t + qi) * heads + head) * hd;
+            out[dst..dst + hd].copy_from_slice(&o[qi * hd..(qi + 1) * hd]);
+        }
+    }
+    out
+}
+
+fn head_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    valid: &[bool],
+    shape: Shape,
+    options: Options,
+) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn wide(
+                q: &[f32],
+                k: &[f32],
+                v: &[f32],
+                valid: &[bool],
+                shape: Shape,
+                options: Options,
+            ) -> Vec<f32> {
+                head_body(q, k, v, valid, shape, options)
+            }
+            // SAFETY: the CPU reported AVX-512F just above.
+            return unsafe { wide(q, k, v, valid, shape, options) };
+        }
+    }
+    head_body(q, k, v, valid, shape, options)
+}
+
+/// One head: `[t, head_dim]` out of `t` queries and the head's cached keys
+/// and values (`[past + t, head_dim]`).
+#[inline(always)]
+fn head_body(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    valid: &[bool],
+    shape: Shape,
+    options: Options,
+) -> Vec<f32> {
+    let hd = shape.head_dim;
+    let mut out = vec![0f32; shape.t * hd];
+    let mut scores: Vec<f32> = Vec::with_capacity(shape.past + shape.t);
+    for (qi, o) in out.chunks_exact_mut(hd).enumerate() {
+        let q_col = shape.past + qi;
+        let qv = &q[qi * hd..(qi + 1) * hd];
+        let first = options.window.map_or(0, |w| (q_col + 1).saturating_sub(w));
+        scores.clear();
+        let mut max = f32::NEG_INFINITY;
+        for col in first..=q_col {
+            if col != q_col && !valid[col] {
+                scores.push(f32::NEG_INFINITY);
+                continue;
+            }
+            let mut s = dot(qv, &k[col * hd..(col + 1) * hd]) * options.scale;
+            if let Some(cap) = options.softcap {
+                s = (s / cap).tanh() * cap;
+            }
+            max = max.max(s);
+            scores.push(s);
+        }
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = if *s == f32::NEG_INFINITY {
+                0.0
+            } else {
+                (*s - max).exp()
+            };
+            sum += *s;
+        }
+        let inv = 1.0 / sum;
+        for (j, p) in scores.iter().enumerate() {
+            if *p == 0.0 {
+                continue;
+            }
+            let p = p * inv;
+            let col = first + j;
+            for (o, x) in o.iter_mut().zip(&v[col * hd..(col + 1) * hd]) {
+                *o += p * x;
+            }
+        }
+    }
+    out
+}
+
+/// Sixteen partial sums, so the loop becomes one vector chain.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let body = a.len() / LANES * LANES;
+    for (ca, cb) in a[..body]
+        .chunks_exact(LANES)
+        .zip(b[..body].chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            acc[l] += ca[l] * cb[l];
+        }
+    }
+    let mut tail = 0f32;
+    for (x, y) in a[body..].iter().zip(&b[body..]) {
+        tail += x * y;
+    }
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for l in 0..width {
+            acc[l] += acc[l + width];
+        }
+    }
+    acc[0] + tail
+}
