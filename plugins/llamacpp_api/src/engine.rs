@@ -4,12 +4,18 @@
 //! [`Engine::load`] opens the GGUF and starts the worker. [`Engine::submit`]
 //! queues a [`Job`] (prompt tokens, budget, sampling) and returns a
 //! [`Ticket`] to wait on. The worker admits queued jobs into free sequence
-//! slots while the KV cache has room for their prompt plus budget, prefills
-//! each admitted prompt on its own (so a prompt is processed exactly as it
-//! would be alone), then advances every running sequence by one token per
-//! `llama_decode` call: one batch, one token per sequence, each under its own
-//! sequence id. Greedy decoding picks the first highest logit, as llama.cpp's
-//! greedy sampler does; temperature > 0 samples with a seeded chain.
+//! slots, prefills each admitted prompt on its own (so a prompt is processed
+//! exactly as it would be alone), then advances every running sequence by one
+//! token per `llama_decode` call: one batch, one token per sequence, each under
+//! its own sequence id. Greedy decoding picks the first highest logit, as
+//! llama.cpp's greedy sampler does; temperature > 0 samples with a seeded
+//! chain.
+//!
+//! Every slot owns a KV-cache stream of its own (llama.cpp's non-unified
+//! cache): a sequence's cells always start at cell 0 and attention only
+//! reads that sequence's cells, so what one request computes does not depend
+//! on where other requests sit in the cache, and a step over ten sequences
+//! does not attend over ten sequences' cells.
 
 use clemhost_plugin_sdk::log;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -53,12 +59,12 @@ pub enum EngineError {
     /// A `llama_decode` call failed.
     #[error("llama_decode failed: {0}")]
     Decode(String),
-    /// The prompt plus budget can never fit the KV cache.
-    #[error("{needed} tokens (prompt + max_tokens) do not fit the KV cache of {cells} cells")]
+    /// The prompt plus budget do not fit one sequence's context.
+    #[error("{needed} tokens (prompt + max_tokens) do not fit the context of {cells} tokens")]
     TooLarge {
         /// Prompt tokens plus budget.
         needed: u64,
-        /// The cache size.
+        /// The context size of one sequence.
         cells: u32,
     },
     /// The request was cancelled (by the caller or because the engine stops).
@@ -76,16 +82,44 @@ pub struct EngineConfig {
     pub threads: u32,
     /// Context size per sequence; `None`: the model's training context.
     pub n_ctx: Option<u32>,
-    /// KV cells shared by all sequences; `None` (or less than the context): the context size.
-    pub kv_cells: Option<u32>,
-    /// The most sequences decoded together.
-    pub parallel: u32,
+    /// The most sequences decoded together; `None`: as many as fit
+    /// `kv_cache_mib` (at least 1, at most [`MAX_PARALLEL`]).
+    pub parallel: Option<u32>,
+    /// Memory for the KV cache of all sequences together, used to choose
+    /// `parallel` when it is not given.
+    pub kv_cache_mib: u32,
     /// The most prompt tokens per decode call.
     pub n_batch: u32,
     /// Layers to offload to a GPU (`None`: all, in GPU builds).
     pub gpu_layers: Option<u32>,
     /// Use flash attention.
     pub flash_attention: bool,
+}
+
+/// The most sequences the engine decodes together when the caller does not say.
+pub const MAX_PARALLEL: u32 = 16;
+
+/// The KV-cache memory the engine sizes `parallel` by when the caller does
+/// not say (MiB).
+pub const DEFAULT_KV_CACHE_MIB: u32 = 2048;
+
+/// Bytes of KV cache one token of one sequence takes: K and V of every
+/// layer, in f16 (llama.cpp's default cache type).
+fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
+    let layers = u64::from(model.n_layer());
+    let heads = u64::from(model.n_head()).max(1);
+    let kv_heads = u64::from(model.n_head_kv()).max(1);
+    let head_dim = (u64::try_from(model.n_embd()).unwrap_or(0) / heads).max(1);
+    layers * 2 * kv_heads * head_dim * 2
+}
+
+/// How many sequences fit `budget_mib` of KV cache at `n_ctx` tokens each.
+pub fn parallel_for_budget(bytes_per_token: u64, n_ctx: u32, budget_mib: u32) -> u32 {
+    let per_sequence = bytes_per_token.max(1) * u64::from(n_ctx.max(1));
+    let fit = u64::from(budget_mib) * 1024 * 1024 / per_sequence;
+    u32::try_from(fit)
+        .unwrap_or(MAX_PARALLEL)
+        .clamp(1, MAX_PARALLEL)
 }
 
 /// How to choose the next token.
@@ -217,7 +251,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     worker: Option<JoinHandle<()>>,
     n_ctx: u32,
-    kv_cells: u32,
+    parallel: u32,
 }
 
 fn backend() -> Result<&'static LlamaBackend, EngineError> {
@@ -246,14 +280,22 @@ impl Engine {
             })?;
         let model = Arc::new(model);
         let n_ctx = config.n_ctx.unwrap_or_else(|| model.n_ctx_train()).max(16);
-        let kv_cells = config.kv_cells.unwrap_or(n_ctx).max(n_ctx);
-        let parallel = config.parallel.max(1);
+        // llama.cpp gives each sequence a multiple of 256 cells; requests
+        // are still held to `n_ctx`.
+        let stream = n_ctx.next_multiple_of(256);
+        let parallel = config
+            .parallel
+            .unwrap_or_else(|| {
+                parallel_for_budget(kv_bytes_per_token(&model), stream, config.kv_cache_mib)
+            })
+            .max(1);
+        let cells = stream.saturating_mul(parallel);
         let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(kv_cells))
+            .with_n_ctx(NonZeroU32::new(cells))
             .with_n_batch(config.n_batch)
             .with_n_ubatch(config.n_batch)
             .with_n_seq_max(parallel)
-            .with_kv_unified(true)
+            .with_kv_unified(false)
             .with_n_threads(i32::try_from(config.threads).unwrap_or(i32::MAX))
             .with_n_threads_batch(i32::try_from(config.threads).unwrap_or(i32::MAX))
             .with_flash_attention_policy(if config.flash_attention {
@@ -278,7 +320,7 @@ impl Engine {
                         Ok(ctx) => ctx,
                         Err(e) => {
                             let _ = ready_tx.send(Err(EngineError::Context {
-                                cells: kv_cells,
+                                cells,
                                 reason: e.to_string(),
                             }));
                             return;
@@ -290,9 +332,7 @@ impl Engine {
                         ctx,
                         shared: &shared,
                         n_batch,
-                        kv_cells: u64::from(kv_cells),
                         slots: (0..parallel).map(|_| None).collect(),
-                        reserved: 0,
                     }
                     .run();
                 })
@@ -314,7 +354,7 @@ impl Engine {
             shared,
             worker: Some(worker),
             n_ctx,
-            kv_cells,
+            parallel,
         })
     }
 
@@ -328,9 +368,9 @@ impl Engine {
         self.n_ctx
     }
 
-    /// KV cells shared by all running sequences.
-    pub fn kv_cells(&self) -> u32 {
-        self.kv_cells
+    /// The most sequences decoded together (each with `n_ctx` cells of KV cache).
+    pub fn parallel(&self) -> u32 {
+        self.parallel
     }
 
     /// The most sequences one decode step has carried so far (1 when
@@ -342,10 +382,10 @@ impl Engine {
     /// Queues a job; the result arrives on the ticket.
     pub fn submit(&self, job: Job) -> Result<Ticket, EngineError> {
         let needed = job.prompt.len() as u64 + u64::from(job.max_new_tokens);
-        if needed > u64::from(self.kv_cells) {
+        if needed > u64::from(self.n_ctx) {
             return Err(EngineError::TooLarge {
                 needed,
-                cells: self.kv_cells,
+                cells: self.n_ctx,
             });
         }
         let (tx, rx) = mpsc::channel();
@@ -389,7 +429,6 @@ struct Running {
     prefill: Duration,
     decode_start: Instant,
     queue_time: Duration,
-    reserved: u64,
 }
 
 struct Worker<'m> {
@@ -397,9 +436,7 @@ struct Worker<'m> {
     ctx: llama_cpp_2::context::LlamaContext<'m>,
     shared: &'m Shared,
     n_batch: usize,
-    kv_cells: u64,
     slots: Vec<Option<Running>>,
-    reserved: u64,
 }
 
 fn sampler_for(sampling: &Sampling) -> LlamaSampler {
@@ -450,37 +487,30 @@ impl Worker<'_> {
                         state.waiting.pop_front();
                         continue;
                     }
-                    let need = front.job.prompt.len() as u64 + u64::from(front.job.max_new_tokens);
-                    // First come, first served: a job that does not fit yet
-                    // waits at the head of the queue until others finish.
-                    if self.reserved + need > self.kv_cells {
-                        break;
-                    }
+                    // First come, first served; every slot has room for
+                    // any job `submit` accepted.
                     let Some(slot) = free.next() else { break };
-                    self.reserved += need;
                     let q = state.waiting.pop_front().expect("front() was Some");
-                    admitted.push((slot, q, need));
+                    admitted.push((slot, q));
                 }
                 admitted
             };
-            for (slot, q, need) in admitted {
-                self.start(slot, q, need);
+            for (slot, q) in admitted {
+                self.start(slot, q);
             }
             self.step();
         }
     }
 
     /// Prefills one admitted job and chooses its first token.
-    fn start(&mut self, slot: usize, q: Queued, need: u64) {
+    fn start(&mut self, slot: usize, q: Queued) {
         let queue_time = q.since.elapsed();
         if q.cancel.load(Ordering::Relaxed) {
-            self.reserved -= need;
             let _ = q.reply.send(Err(EngineError::Cancelled));
             return;
         }
         let started = Instant::now();
         if q.job.max_new_tokens == 0 || q.job.prompt.is_empty() {
-            self.reserved -= need;
             let _ = q.reply.send(Ok(Completion {
                 tokens: Vec::new(),
                 finish: Finish::Length,
@@ -496,7 +526,7 @@ impl Worker<'_> {
         let mut last_index = 0;
         for (chunk_no, chunk) in q.job.prompt.chunks(self.n_batch).enumerate() {
             if q.cancel.load(Ordering::Relaxed) {
-                self.abandon(seq, need, &q, EngineError::Cancelled);
+                self.abandon(seq, &q, EngineError::Cancelled);
                 return;
             }
             batch.clear();
@@ -505,7 +535,7 @@ impl Worker<'_> {
                 let pos = base + i;
                 let is_last = pos + 1 == n;
                 if let Err(e) = batch.add(*tok, pos as i32, &[seq], is_last) {
-                    self.abandon(seq, need, &q, EngineError::Decode(e.to_string()));
+                    self.abandon(seq, &q, EngineError::Decode(e.to_string()));
                     return;
                 }
                 if is_last {
@@ -513,7 +543,7 @@ impl Worker<'_> {
                 }
             }
             if let Err(e) = self.ctx.decode(&mut batch) {
-                self.abandon(seq, need, &q, EngineError::Decode(e.to_string()));
+                self.abandon(seq, &q, EngineError::Decode(e.to_string()));
                 return;
             }
         }
@@ -529,7 +559,6 @@ impl Worker<'_> {
             prefill,
             decode_start: Instant::now(),
             queue_time,
-            reserved: need,
         };
         match self.accept(&mut running, first) {
             Some(finish) => self.finish(slot, running, finish),
@@ -550,30 +579,23 @@ impl Worker<'_> {
         None
     }
 
-    fn release(&mut self, seq: i32, reserved: u64) {
-        self.reserved = self.reserved.saturating_sub(reserved);
+    fn release(&mut self, seq: i32) {
         if let Err(e) = self
             .ctx
             .clear_kv_cache_seq(u32::try_from(seq).ok(), None, None)
         {
             log::warn!("could not clear the KV cache of sequence {seq}: {e}");
         }
-        // llama.cpp's results depend on where a sequence's cells sit in the
-        // cache, so an idle engine starts over from an empty cache: a request
-        // then gets the same answer whatever ran before it.
-        if self.slots.iter().all(Option::is_none) {
-            self.ctx.clear_kv_cache();
-        }
     }
 
-    fn abandon(&mut self, seq: i32, reserved: u64, q: &Queued, err: EngineError) {
-        self.release(seq, reserved);
+    fn abandon(&mut self, seq: i32, q: &Queued, err: EngineError) {
+        self.release(seq);
         let _ = q.reply.send(Err(err));
     }
 
     fn finish(&mut self, slot: usize, running: Running, finish: Finish) {
         let seq = i32::try_from(slot).expect("slot count fits in i32");
-        self.release(seq, running.reserved);
+        self.release(seq);
         let decode = if running.output.len() > 1 {
             running.decode_start.elapsed()
         } else {
@@ -592,7 +614,7 @@ impl Worker<'_> {
         for slot in 0..self.slots.len() {
             if let Some(running) = self.slots[slot].take() {
                 let seq = i32::try_from(slot).expect("slot count fits in i32");
-                self.release(seq, running.reserved);
+                self.release(seq);
                 let _ = running.queued.reply.send(Err(err.clone()));
             }
         }
@@ -608,7 +630,7 @@ impl Worker<'_> {
             if cancelled {
                 if let Some(running) = self.slots[slot].take() {
                     let seq = i32::try_from(slot).expect("slot count fits in i32");
-                    self.release(seq, running.reserved);
+                    self.release(seq);
                     let _ = running.queued.reply.send(Err(EngineError::Cancelled));
                 }
             }
@@ -653,5 +675,21 @@ impl Worker<'_> {
                 None => self.slots[slot] = Some(running),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_follows_the_kv_budget() {
+        // SmolLM2-135M: 30 layers, 3 KV heads of 64 → 23,040 bytes per token.
+        let smollm2 = 30 * 2 * 3 * 64 * 2;
+        assert_eq!(parallel_for_budget(smollm2, 8192, 2048), 11);
+        assert_eq!(parallel_for_budget(smollm2, 2048, 2048), MAX_PARALLEL);
+        // Too little memory for even one sequence still runs one.
+        assert_eq!(parallel_for_budget(smollm2, 8192, 1), 1);
+        assert_eq!(parallel_for_budget(0, 0, 0), 1);
     }
 }

@@ -62,7 +62,7 @@ fn engine_error(model: &str, e: EngineError) -> BackendError {
         EngineError::Cancelled => BackendError::new(ErrorKind::Cancelled, "cancelled by the host"),
         EngineError::TooLarge { needed, cells } => BackendError::new(
             ErrorKind::ContextExceeded,
-            format!("model '{model}': {needed} tokens (prompt + max_tokens) do not fit the KV cache of {cells} cells"),
+            format!("model '{model}': {needed} tokens (prompt + max_tokens) do not fit the context of {cells} tokens"),
         ),
         EngineError::Load { .. } => BackendError::invalid_request(format!("model '{model}': {e}")),
         other => BackendError::internal(format!("model '{model}': {other}")),
@@ -141,7 +141,7 @@ impl Backend for LlamaCpp {
             description: "GGUF models on llama.cpp (local files or the HuggingFace Hub)".into(),
             capabilities: Capabilities {
                 concurrent_generate: true,
-                max_concurrency: settings::DEFAULT_PARALLEL,
+                max_concurrency: settings::MAX_PARALLEL,
                 batching: true,
                 remote: false,
                 key_name: Some("huggingface".into()),
@@ -184,8 +184,8 @@ impl Backend for LlamaCpp {
             &EngineConfig {
                 threads,
                 n_ctx: settings.n_ctx,
-                kv_cells: settings.kv_cache_tokens,
                 parallel: settings.parallel,
+                kv_cache_mib: settings.kv_cache_mib,
                 n_batch: settings.n_batch,
                 gpu_layers: settings.gpu_layers,
                 flash_attention: settings.flash_attention,
@@ -193,12 +193,11 @@ impl Backend for LlamaCpp {
         )
         .map_err(|e| engine_error(&model, e))?;
         log::info!(
-            "{model}: loaded {} in {:.2} s ({threads} threads, context {}, KV cache {} cells, {} parallel sequences)",
+            "{model}: loaded {} in {:.2} s ({threads} threads, context {} tokens, {} parallel sequences)",
             path.display(),
             started.elapsed().as_secs_f64(),
             engine.n_ctx(),
-            engine.kv_cells(),
-            settings.parallel
+            engine.parallel(),
         );
         let llama = engine.model();
         let (template_source, source_name) = if settings.premade_chat_template {

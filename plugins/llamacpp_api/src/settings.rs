@@ -9,9 +9,9 @@
 use clemhost_plugin_sdk::serde_json::{Map, Value};
 use clemhost_plugin_sdk::{BackendError, ModelConfig};
 
-/// The most sequences one model runs at once unless `model_config.parallel`
-/// says otherwise.
-pub const DEFAULT_PARALLEL: u32 = 16;
+/// The most sequences one model may run at once; what the plugin announces
+/// to the host.
+pub const MAX_PARALLEL: u32 = crate::engine::MAX_PARALLEL;
 
 /// What the plugin reads from a registry entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,11 +37,12 @@ pub struct Settings {
     /// `model_config.n_ctx` (or `context_length`): context size per sequence
     /// (default: the model's training context).
     pub n_ctx: Option<u32>,
-    /// `model_config.kv_cache_tokens`: cells of the KV cache shared by all
-    /// running sequences (default: `n_ctx`).
-    pub kv_cache_tokens: Option<u32>,
-    /// `model_config.parallel`: the most sequences decoded together.
-    pub parallel: u32,
+    /// `model_config.kv_cache_mib`: KV-cache memory for all sequences
+    /// together, which sizes `parallel` when it is not given.
+    pub kv_cache_mib: u32,
+    /// `model_config.parallel`: the most sequences decoded together (default:
+    /// as many as fit `kv_cache_mib`, at most [`MAX_PARALLEL`]).
+    pub parallel: Option<u32>,
     /// `model_config.n_batch`: the most prompt tokens per decode call.
     pub n_batch: u32,
     /// `model_config.gpu_layers_offloaded`: layers on the GPU (`cuda` builds; default all).
@@ -124,8 +125,8 @@ impl Settings {
                 ))
             }
         };
-        let parallel = opt_u32(mc, &model, "parallel")?.unwrap_or(DEFAULT_PARALLEL);
-        if parallel == 0 {
+        let parallel = opt_u32(mc, &model, "parallel")?;
+        if parallel == Some(0) {
             return Err(bad_field(&model, "parallel", "at least 1", &Value::from(0)));
         }
         let n_batch = opt_u32(mc, &model, "n_batch")?.unwrap_or(512).max(1);
@@ -159,7 +160,9 @@ impl Settings {
             requires_api_key: opt_bool(mc, &model, "requires_api_key")?.unwrap_or(false),
             threads,
             n_ctx,
-            kv_cache_tokens: opt_u32(mc, &model, "kv_cache_tokens")?.filter(|n| *n > 0),
+            kv_cache_mib: opt_u32(mc, &model, "kv_cache_mib")?
+                .filter(|n| *n > 0)
+                .unwrap_or(crate::engine::DEFAULT_KV_CACHE_MIB),
             parallel,
             n_batch,
             gpu_layers: opt_u32(mc, &model, "gpu_layers_offloaded")?,
@@ -226,7 +229,8 @@ mod tests {
         assert_eq!(s.huggingface_id, "org/repo");
         assert_eq!(s.filename.as_deref(), Some("m.Q4_1.gguf"));
         assert_eq!(s.threads, Some(2));
-        assert_eq!(s.parallel, 4);
+        assert_eq!(s.parallel, Some(4));
+        assert_eq!(s.kv_cache_mib, crate::engine::DEFAULT_KV_CACHE_MIB);
         assert!(!s.flash_attention);
     }
 

@@ -69,7 +69,6 @@ fn batched_outputs_equal_sequential_outputs() {
 }
 
 #[test]
-#[ignore = "known issue (docs/local-backends.md): greedy answers of concurrent calls differ from single calls, even with parallel 1"]
 fn concurrent_abi_calls_share_the_model_and_agree_with_single_calls() {
     let Some(gguf) = env::smollm2() else { return };
     // Answers must not depend on which calls arrive together.

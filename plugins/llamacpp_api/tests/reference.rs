@@ -22,9 +22,9 @@ pub fn engine(gguf: &std::path::Path, parallel: u32) -> Engine {
         gguf,
         &EngineConfig {
             threads: 2,
-            n_ctx: None,
-            kv_cells: None,
-            parallel,
+            n_ctx: Some(2048),
+            parallel: Some(parallel),
+            kv_cache_mib: 0,
             n_batch: 512,
             gpu_layers: None,
             flash_attention: false,
