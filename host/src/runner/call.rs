@@ -22,6 +22,9 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct PluginModel {
     name: String,
     handle: ModelHandle,
+    /// Add clemcore's `clem_player` object to recorded responses (every
+    /// backend but llamacpp, as clemcore does).
+    decorate: bool,
     gen_args: GenArgs,
     limiters: Vec<Arc<Limiter>>,
     retry: RetryPolicy,
@@ -56,6 +59,7 @@ impl PluginModel {
     pub fn new(
         name: String,
         handle: ModelHandle,
+        decorate: bool,
         gen_args: GenArgs,
         limiters: Vec<Arc<Limiter>>,
         retry: RetryPolicy,
@@ -66,6 +70,7 @@ impl PluginModel {
         PluginModel {
             name,
             handle,
+            decorate,
             gen_args,
             limiters,
             retry,
@@ -209,7 +214,7 @@ impl ChatModel for PluginModel {
                             m
                         }
                     };
-                    if !response.contains_key("clem_player") {
+                    if self.decorate && !response.contains_key("clem_player") {
                         response.insert(
                             "clem_player".into(),
                             clem_player(&start, took, &g.text, &self.name),
@@ -237,7 +242,11 @@ impl ChatModel for PluginModel {
                             timestamp: Timestamp::now(),
                             prompt: serde_json::to_value(messages)
                                 .expect("messages serialise to JSON"),
-                            response: json!({"clem_player": clem_player(&start, took, "", &self.name)}),
+                            response: if self.decorate {
+                                json!({"clem_player": clem_player(&start, took, "", &self.name)})
+                            } else {
+                                json!({})
+                            },
                             error: Some(e.clone()),
                         });
                     }

@@ -251,9 +251,13 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
                         .or_insert_with(|| Arc::new(Limiter::new(m, 0.0)));
                     limiters.push(l.clone());
                 }
+                // clemcore decorates every backend's responses with
+                // `clem_player` except llamacpp's.
+                let decorate = backend != "llamacpp";
                 let model = PlayerModel::Model(Arc::new(PluginModel::new(
                     name,
                     handle,
+                    decorate,
                     gen_args.clone(),
                     limiters,
                     retry.clone(),

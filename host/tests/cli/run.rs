@@ -680,3 +680,80 @@ fn a_model_without_a_plugin_or_registry_entry_fails_before_playing() {
     );
     assert!(!env.path().join("results").exists(), "nothing played");
 }
+
+/// The SmolLM2 GGUF that scripts/fetch-smollm2 caches, when it is there.
+fn smollm2_gguf() -> Option<PathBuf> {
+    let p = std::env::var_os("CLEMHOST_SMOLLM2_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let cache = std::env::var_os("CLEMHOST_CACHE")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                        .join(".cache/clemhost")
+                });
+            cache.join("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: no SmolLM2 GGUF at {} (scripts/fetch-smollm2 fetches it)",
+            p.display()
+        );
+        None
+    }
+}
+
+/// A real llamacpp run: every episode is recorded, and, as in clemcore, the
+/// llamacpp backend's responses carry no `clem_player` object while the
+/// completion itself is kept under `response`.
+#[test]
+fn smollm2_on_llamacpp_plays_every_episode_and_is_recorded_as_clemcore() {
+    let Some(gguf) = smollm2_gguf() else { return };
+    let plugin = plugin_build_dir().join("libllamacpp_api.so");
+    if !plugin.exists() {
+        eprintln!("skipped: {} is not built", plugin.display());
+        return;
+    }
+    let env = TestEnv::new();
+    let registry = serde_json::json!([
+        {"model_name": "smol-gguf", "backend": "llamacpp",
+         "huggingface_id": gguf.to_string_lossy(),
+         "model_config": {"premade_chat_template": true, "eos_to_cull": "<\\|im_end\\|>",
+                          "threads": 2, "n_ctx": 1024}}
+    ]);
+    env.write("reg.json", &registry.to_string());
+    let out = env.run(&[
+        "--no-default-registry",
+        "--registry",
+        "reg.json",
+        "--plugin-dir",
+        &plugin_build_dir().display().to_string(),
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "smol-gguf",
+        "-l",
+        "12",
+        "--no-progress",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "errors"), 0);
+    let episodes = env.path().join("results/smol-gguf/hellogame/greet_en");
+    for i in 0..10 {
+        let req = read(&episodes.join(format!("instance_{i:05}/player_1.requests.json")));
+        let call = &req["calls"][0]["call"];
+        let resp = &call["raw_response_obj"];
+        assert!(resp.get("clem_player").is_none(), "instance {i}: {resp}");
+        assert_eq!(resp["response"]["object"], "text_completion", "{resp}");
+        assert_eq!(call["manipulated_prompt_obj"]["max_new_tokens"], 12);
+        assert!(
+            call["manipulated_prompt_obj"]["inputs"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("<|im_start|>assistant\n")),
+            "{call}"
+        );
+    }
+}
