@@ -9,6 +9,7 @@
 //! heads * head_dim]` layout the output projection takes. One rayon task
 //! per (row, head); each value is computed the same way whatever the batch.
 
+use crate::elementwise::exp;
 use rayon::prelude::*;
 
 /// The sizes of one attention call.
@@ -104,19 +105,73 @@ fn head_attention(
                 shape: Shape,
                 options: Options,
             ) -> Vec<f32> {
-                head_body(q, k, v, valid, shape, options)
+                head_body::<x86::Avx512>(q, k, v, valid, shape, options)
             }
             // SAFETY: the CPU reported AVX-512F just above.
             return unsafe { wide(q, k, v, valid, shape, options) };
         }
     }
-    head_body(q, k, v, valid, shape, options)
+    head_body::<Plain>(q, k, v, valid, shape, options)
+}
+
+/// A dot product routine.
+trait Dot {
+    fn dot(a: &[f32], b: &[f32]) -> f32;
+}
+
+/// Portable code.
+struct Plain;
+
+impl Dot for Plain {
+    #[inline(always)]
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        dot(a, b)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// AVX-512 intrinsics; only used inside functions compiled for AVX-512F
+    /// after the CPU reported it.
+    pub(super) struct Avx512;
+
+    impl super::Dot for Avx512 {
+        #[inline(always)]
+        fn dot(a: &[f32], b: &[f32]) -> f32 {
+            let n = a.len().min(b.len());
+            // SAFETY: `Avx512` is only chosen by `head_attention` after the
+            // CPU reported AVX-512F; every load stays within `n` values of
+            // both slices (the tail load is masked).
+            unsafe {
+                let (pa, pb) = (a.as_ptr(), b.as_ptr());
+                let mut acc = _mm512_setzero_ps();
+                let mut i = 0;
+                while i + 16 <= n {
+                    acc = _mm512_fmadd_ps(
+                        _mm512_loadu_ps(pa.add(i)),
+                        _mm512_loadu_ps(pb.add(i)),
+                        acc,
+                    );
+                    i += 16;
+                }
+                if i < n {
+                    let mask: __mmask16 = (1u16 << (n - i)) - 1;
+                    let x = _mm512_maskz_loadu_ps(mask, pa.add(i));
+                    let y = _mm512_maskz_loadu_ps(mask, pb.add(i));
+                    acc = _mm512_fmadd_ps(x, y, acc);
+                }
+                _mm512_reduce_add_ps(acc)
+            }
+        }
+    }
 }
 
 /// One head: `[t, head_dim]` out of `t` queries and the head's cached keys
 /// and values (`[past + t, head_dim]`).
 #[inline(always)]
-fn head_body(
+fn head_body<D: Dot>(
     q: &[f32],
     k: &[f32],
     v: &[f32],
@@ -125,36 +180,60 @@ fn head_body(
     options: Options,
 ) -> Vec<f32> {
     let hd = shape.head_dim;
+    let cols = shape.past + shape.t;
     let mut out = vec![0f32; shape.t * hd];
-    let mut scores: Vec<f32> = Vec::with_capacity(shape.past + shape.t);
+    let mut scores: Vec<f32> = Vec::with_capacity(cols);
+    // Several queries: the keys transposed (`[head_dim][cols]`) let each
+    // score row be built from contiguous multiply-adds over the columns
+    // instead of one short dot product (and its reduction) per column.
+    let keys_t = if shape.t > 1 {
+        let mut kt = vec![0f32; hd * cols];
+        for (col, key) in k.chunks_exact(hd).take(cols).enumerate() {
+            for (d, x) in key.iter().enumerate() {
+                kt[d * cols + col] = *x;
+            }
+        }
+        Some(kt)
+    } else {
+        None
+    };
     for (qi, o) in out.chunks_exact_mut(hd).enumerate() {
         let q_col = shape.past + qi;
         let qv = &q[qi * hd..(qi + 1) * hd];
         let first = options.window.map_or(0, |w| (q_col + 1).saturating_sub(w));
         scores.clear();
+        match &keys_t {
+            Some(kt) => {
+                scores.resize(q_col + 1 - first, 0.0);
+                for (d, a) in qv.iter().enumerate() {
+                    let row = &kt[d * cols + first..d * cols + q_col + 1];
+                    for (s, x) in scores.iter_mut().zip(row) {
+                        *s += a * x;
+                    }
+                }
+            }
+            None => {
+                scores.extend((first..=q_col).map(|col| D::dot(qv, &k[col * hd..(col + 1) * hd])))
+            }
+        }
         let mut max = f32::NEG_INFINITY;
-        for col in first..=q_col {
+        for (j, s) in scores.iter_mut().enumerate() {
+            let col = first + j;
             if col != q_col && !valid[col] {
-                scores.push(f32::NEG_INFINITY);
+                *s = f32::NEG_INFINITY;
                 continue;
             }
-            let mut s = dot(qv, &k[col * hd..(col + 1) * hd]) * options.scale;
+            *s *= options.scale;
             if let Some(cap) = options.softcap {
-                s = (s / cap).tanh() * cap;
+                *s = (*s / cap).tanh() * cap;
             }
-            max = max.max(s);
-            scores.push(s);
+            max = max.max(*s);
         }
-        let mut sum = 0f32;
         for s in scores.iter_mut() {
-            *s = if *s == f32::NEG_INFINITY {
-                0.0
-            } else {
-                (*s - max).exp()
-            };
-            sum += *s;
+            let e = exp(*s - max);
+            *s = if *s == f32::NEG_INFINITY { 0.0 } else { e };
         }
-        let inv = 1.0 / sum;
+        let inv = 1.0 / sum(&scores);
         for (j, p) in scores.iter().enumerate() {
             if *p == 0.0 {
                 continue;
@@ -167,6 +246,24 @@ fn head_body(
         }
     }
     out
+}
+
+/// The sum of `v` in sixteen partial sums (so it vectorizes).
+#[inline(always)]
+fn sum(v: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0f32; LANES];
+    let body = v.len() / LANES * LANES;
+    for c in v[..body].chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] += c[l];
+        }
+    }
+    let mut total = v[body..].iter().sum::<f32>();
+    for a in acc {
+        total += a;
+    }
+    total
 }
 
 /// Sixteen partial sums, so the loop becomes one vector chain.

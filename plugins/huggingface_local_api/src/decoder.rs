@@ -3,6 +3,7 @@
 //! and padding so that several conversations run as one left-padded batch.
 
 use crate::attention;
+use crate::elementwise;
 use crate::error::{Error, Result};
 use crate::families::{Activation, DecoderSpec};
 use crate::linear::Linear;
@@ -570,13 +571,32 @@ impl Decoder {
         };
         let gu = layer.gate_up.forward(&h)?;
         let inter = s.intermediate_size;
-        let gate = gu.narrow(D::Minus1, 0, inter)?;
-        let up = gu.narrow(D::Minus1, inter, inter)?;
-        let act = match s.activation {
-            Activation::Silu => candle_nn::ops::silu(&gate)?,
-            Activation::GeluTanh => gate.gelu()?,
-        };
-        let mut mlp = layer.down.forward(&(act * up)?)?;
+        let hidden =
+            if s.activation == Activation::Silu && gu.device().is_cpu() && gu.dtype() == DType::F32
+            {
+                let mut dims = gu.dims().to_vec();
+                if let Some(last) = dims.last_mut() {
+                    *last = inter;
+                }
+                let gu = gu.contiguous()?;
+                let out = {
+                    let (storage, layout) = gu.storage_and_layout();
+                    let Storage::Cpu(cpu) = &*storage else {
+                        return Err(Error::Request("mlp: a CPU tensor off the CPU".into()));
+                    };
+                    elementwise::silu_mul(cpu_f32(cpu, layout)?, inter)
+                };
+                Tensor::from_vec(out, dims, &self.device)?
+            } else {
+                let gate = gu.narrow(D::Minus1, 0, inter)?;
+                let up = gu.narrow(D::Minus1, inter, inter)?;
+                let act = match s.activation {
+                    Activation::Silu => candle_nn::ops::silu(&gate)?,
+                    Activation::GeluTanh => gate.gelu()?,
+                };
+                (act * up)?
+            };
+        let mut mlp = layer.down.forward(&hidden)?;
         if let Some(n) = &layer.post_ffn_norm {
             mlp = n.forward(&mlp)?;
         }

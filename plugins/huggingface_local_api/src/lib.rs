@@ -29,6 +29,7 @@
 pub mod attention;
 pub mod batcher;
 pub mod decoder;
+pub mod elementwise;
 pub mod engine;
 pub mod error;
 pub mod families;
