@@ -6,11 +6,28 @@
 //! dispatch and copies than in arithmetic at decoding sizes. This routine
 //! reads the queries and the cache in place, skips masked columns instead of
 //! adding a mask, and writes its output directly in the `[batch, seq,
-//! heads * head_dim]` layout the output projection takes. One rayon task
-//! per (row, head); each value is computed the same way whatever the batch.
+//! heads * head_dim]` layout the output projection takes. One task per
+//! (row, head), run by [`parallel_for`]; each value is computed the same way
+//! whatever the batch.
 
 use crate::elementwise::exp;
-use rayon::prelude::*;
+use crate::linear::parallel_for;
+
+/// The output pointer shared by the tasks of one call.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+
+impl OutPtr {
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+// SAFETY: the tasks of `attend` write disjoint parts of the output through
+// this pointer; see the comment at the write.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above.
+unsafe impl Sync for OutPtr {}
 
 /// The sizes of one attention call.
 #[derive(Clone, Copy, Debug)]
@@ -64,24 +81,23 @@ pub fn attend(
         past,
         capacity,
     } = shape;
-    let per_head: Vec<Vec<f32>> = (0..batch * heads)
-        .into_par_iter()
-        .map(|task| {
-            let (row, head) = (task / heads, task % heads);
-            let kv = row * kv_heads + head / (heads / kv_heads);
-            let cache = kv * capacity * hd..(kv * capacity + past + t) * hd;
-            let q = &q[task * t * hd..(task + 1) * t * hd];
-            head_attention(q, &k[cache.clone()], &v[cache], &valid[row], shape, options)
-        })
-        .collect();
     let mut out = vec![0f32; batch * t * heads * hd];
-    for (task, o) in per_head.iter().enumerate() {
+    let dst = OutPtr(out.as_mut_ptr());
+    parallel_for(batch * heads, |task| {
         let (row, head) = (task / heads, task % heads);
+        let kv = row * kv_heads + head / (heads / kv_heads);
+        let cache = kv * capacity * hd..(kv * capacity + past + t) * hd;
+        let q = &q[task * t * hd..(task + 1) * t * hd];
+        let o = head_attention(q, &k[cache.clone()], &v[cache], &valid[row], shape, options);
         for qi in 0..t {
-            let dst = ((row * t + qi) * heads + head) * hd;
-            out[dst..dst + hd].copy_from_slice(&o[qi * hd..(qi + 1) * hd]);
+            let at = ((row * t + qi) * heads + head) * hd;
+            // SAFETY: `out` holds `batch * t * heads * hd` values and
+            // outlives the parallel call; task (row, head) writes only the
+            // `hd` values of its head in each of its row's `t` columns, so no
+            // two tasks write the same value and nobody reads `out` meanwhile.
+            unsafe { std::ptr::copy_nonoverlapping(o[qi * hd..].as_ptr(), dst.at(at), hd) };
         }
-    }
+    });
     out
 }
 
@@ -213,7 +229,11 @@ fn head_body<D: Dot>(
                 }
             }
             None => {
-                scores.extend((first..=q_col).map(|col| D::dot(qv, &k[col * hd..(col + 1) * hd])))
+                // A plain loop: a closure would not inherit the caller's
+                // target features, and the intrinsics would become calls.
+                for col in first..=q_col {
+                    scores.push(D::dot(qv, &k[col * hd..(col + 1) * hd]));
+                }
             }
         }
         let mut max = f32::NEG_INFINITY;

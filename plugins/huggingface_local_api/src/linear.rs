@@ -117,7 +117,7 @@ impl Packed {
         let chunks = m.div_ceil(ROW_CHUNK);
         let blocks = self.blocks();
         let out = OutPtr(y.as_mut_ptr());
-        (0..blocks * chunks).into_par_iter().for_each(|task| {
+        let run_task = |task: usize| {
             let (b, chunk) = (task / chunks, task % chunks);
             let col0 = b * BLOCK_COLS;
             let cols = BLOCK_COLS.min(n - col0);
@@ -144,7 +144,23 @@ impl Packed {
                 }
                 row += rows;
             }
-        });
+        };
+        parallel_for(blocks * chunks, run_task);
+    }
+}
+
+/// Runs `task(0..n)` on the current thread count. When that count equals
+/// the size of candle's barrier pool, the pool runs them: its workers spin
+/// for a moment between calls, and a decoding step makes ~150 short
+/// parallel calls in a row (waking a sleeping rayon worker for each cost a
+/// sixth of the step on the project's VM). Otherwise rayon runs them.
+pub fn parallel_for(n: usize, task: impl Fn(usize) + Sync + Send) {
+    let threads = rayon::current_num_threads();
+    let spinning = candle_core::utils::barrier_pool();
+    if threads > 1 && spinning.n_workers() + 1 == threads {
+        spinning.execute_chunked(n, |range| range.for_each(&task));
+    } else {
+        (0..n).into_par_iter().for_each(task);
     }
 }
 
