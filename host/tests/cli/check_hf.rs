@@ -215,15 +215,7 @@ fn write_registry_appends_and_never_clobbers() {
 pub fn smollm2_hf_dir() -> Option<PathBuf> {
     let p = std::env::var_os("CLEMHOST_SMOLLM2_HF")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let cache = std::env::var_os("CLEMHOST_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/clemhost")
-                });
-            cache.join("models/smollm2-135m-instruct-hf")
-        });
+        .unwrap_or_else(|| crate::util::clemhost_cache().join("models/smollm2-135m-instruct-hf"));
     if p.join("tokenizer.json").is_file() {
         Some(p)
     } else {

@@ -686,13 +686,8 @@ fn smollm2_gguf() -> Option<PathBuf> {
     let p = std::env::var_os("CLEMHOST_SMOLLM2_GGUF")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            let cache = std::env::var_os("CLEMHOST_CACHE")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                        .join(".cache/clemhost")
-                });
-            cache.join("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf")
+            crate::util::clemhost_cache()
+                .join("models/smollm2-135m-instruct-gguf/SmolLM2-135M-Instruct.Q4_1.gguf")
         });
     if p.is_file() {
         Some(p)

@@ -127,3 +127,13 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// clemhost's download cache: `$CLEMHOST_CACHE`, else `~/.cache/clemhost`
+/// (where scripts/setup and scripts/fetch-smollm2 put the test models).
+pub fn clemhost_cache() -> PathBuf {
+    std::env::var_os("CLEMHOST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/clemhost")
+        })
+}
