@@ -11,7 +11,8 @@
 //! template. Each run makes one prompt pass and `new - 1` single-token
 //! steps, not stopping at EOS; one warm-up run, then the median of `runs`.
 //! With `--parallel N`, N copies of the request then run concurrently
-//! through the backend (one batch) and the total generation rate is shown.
+//! through the backend (one batch), stopping at the end token as real calls
+//! do, and the tokens generated and the wall time are shown.
 
 use clemhost_plugin_sdk::{Backend, Ctx, GenArgs, GenerateRequest, Message, ModelConfig};
 use huggingface_local_api::HuggingfaceLocal;
@@ -153,6 +154,7 @@ fn run() -> Result<(), String> {
         }
         let wall = start.elapsed().as_secs_f64();
         println!("parallel={}", args.parallel);
+        println!("parallel_tokens={total}");
         println!("parallel_wall_s={wall:.2}");
         println!("parallel_tok_s={:.1}", total as f64 / wall);
     }
