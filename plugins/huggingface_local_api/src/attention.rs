@@ -11,23 +11,7 @@
 //! whatever the batch.
 
 use crate::elementwise::exp;
-use crate::linear::parallel_for;
-
-/// The output pointer shared by the tasks of one call.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-
-impl OutPtr {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
-// SAFETY: the tasks of `attend` write disjoint parts of the output through
-// this pointer; see the comment at the write.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above.
-unsafe impl Sync for OutPtr {}
+use crate::linear::{parallel_for, OutPtr};
 
 /// The sizes of one attention call.
 #[derive(Clone, Copy, Debug)]

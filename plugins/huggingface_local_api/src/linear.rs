@@ -164,18 +164,20 @@ pub fn parallel_for(n: usize, task: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// The output pointer shared by the tasks of one product.
+/// The output pointer shared by the tasks of one parallel call (a product
+/// here, an attention call in `attention.rs`).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(crate) struct OutPtr(pub(crate) *mut f32);
 
 impl OutPtr {
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(crate) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
 
-// SAFETY: the tasks of `Packed::matmul` write disjoint parts of the output
-// through this pointer; see the comment at the write.
+// SAFETY: the tasks of one call (`Packed::matmul`, `attention::attend`)
+// write disjoint parts of the output through this pointer; see the comment
+// at each write.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above.
 unsafe impl Sync for OutPtr {}
