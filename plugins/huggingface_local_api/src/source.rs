@@ -143,31 +143,6 @@ fn fetch(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        }
-    }
-
-    #[test]
-    fn cache_dir_and_offline_follow_the_hf_variables() {
-        let s = HubSettings::from_env(env(&[("HF_HOME", "/h"), ("HF_HUB_OFFLINE", "1")]), None);
-        assert_eq!(s.cache_dir, PathBuf::from("/h/hub"));
-        assert!(s.offline);
-        let s = HubSettings::from_env(
-            env(&[("HF_HOME", "/h"), ("HF_HUB_CACHE", "/c"), ("HF_TOKEN", "t")]),
-            None,
-        );
-        assert_eq!(s.cache_dir, PathBuf::from("/c"));
-        assert!(!s.offline);
-        assert_eq!(s.token.as_deref(), Some("t"));
-        let s = HubSettings::from_env(env(&[("HF_TOKEN", "t")]), Some("from-key".into()));
-        assert_eq!(s.token.as_deref(), Some("from-key"));
-    }
-
     #[test]
     fn a_path_that_is_no_repo_id_is_a_clear_error() {
         let msg = resolve("/no/such/dir", &HubSettings::default())
