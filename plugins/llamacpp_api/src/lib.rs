@@ -141,7 +141,7 @@ impl Backend for LlamaCpp {
             description: "GGUF models on llama.cpp (local files or the HuggingFace Hub)".into(),
             capabilities: Capabilities {
                 concurrent_generate: true,
-                max_concurrency: settings::MAX_PARALLEL,
+                max_concurrency: engine::MAX_PARALLEL,
                 batching: true,
                 remote: false,
                 key_name: Some("huggingface".into()),

@@ -9,10 +9,6 @@
 use clemhost_plugin_sdk::serde_json::{Map, Value};
 use clemhost_plugin_sdk::{BackendError, ModelConfig};
 
-/// The most sequences one model may run at once; what the plugin announces
-/// to the host.
-pub const MAX_PARALLEL: u32 = crate::engine::MAX_PARALLEL;
-
 /// What the plugin reads from a registry entry.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
@@ -41,7 +37,7 @@ pub struct Settings {
     /// together, which sizes `parallel` when it is not given.
     pub kv_cache_mib: u32,
     /// `model_config.parallel`: the most sequences decoded together (default:
-    /// as many as fit `kv_cache_mib`, at most [`MAX_PARALLEL`]).
+    /// as many as fit `kv_cache_mib`, at most [`crate::engine::MAX_PARALLEL`]).
     pub parallel: Option<u32>,
     /// `model_config.n_batch`: the most prompt tokens per decode call.
     pub n_batch: u32,
