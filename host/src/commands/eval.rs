@@ -51,8 +51,10 @@ fn py_float(v: Option<f64>) -> String {
     }
 }
 
+/// A CSV field, quoted when it holds a comma, a quote or a line break
+/// (`\n` or `\r`), as Python's csv module does.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -96,6 +98,8 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
                 scores_path.display()
             ))
         })?;
+        // The run folder holds the model names escaped (`org%2Fname`); show them as they are.
+        let model = crate::results::names::unescape_component(&model);
         let Some(ep) = scores.get("episode scores").and_then(Value::as_object) else {
             return Err(Error::msg(format!(
                 "{}: no \"episode scores\" object; run clemhost score again",
@@ -296,5 +300,19 @@ fn count_errors(dir: &Path, n: &mut usize) {
         } else if p.file_name().is_some_and(|f| f == files::ERROR) {
             *n += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_line_breaks_are_quoted() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("a\nb"), "\"a\nb\"");
+        assert_eq!(csv_field("a\rb"), "\"a\rb\"");
     }
 }

@@ -122,3 +122,24 @@ fn smollm2_entry_from_check_hf_passes_doctor() {
     assert_eq!(verdict(&j, "generation prompt")["verdict"], "pass");
     assert_eq!(verdict(&j, "starts with the prompt")["verdict"], "pass");
 }
+
+/// The episode is played in this process, so the global options reach it:
+/// `-v` shows the run's own log lines, and `-q` keeps it quiet.
+#[test]
+fn the_episode_keeps_the_global_options() {
+    let env = echo_env();
+    let out = env.run(&["-v", "doctor", "-m", "tidy", "--no-default-registry"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("playing hellogame with 1 episode(s) at once"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["-q", "doctor", "-m", "tidy", "--no-default-registry"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("playing hellogame"),
+        "{}",
+        stderr(&out)
+    );
+}
