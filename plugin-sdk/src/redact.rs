@@ -253,10 +253,16 @@ mod tests {
     #[test]
     fn header_shapes() {
         for (input, want) in [
-            ("authorization: Bearer sk-abc123", "authorization: Bearer ***"),
+            (
+                "authorization: Bearer sk-abc123",
+                "authorization: Bearer ***",
+            ),
             ("Authorization: sk-abc123\nnext", "Authorization: ***\nnext"),
             (r#"{"x-api-key": "sk-ant-1"}"#, r#"{"x-api-key": "***"}"#),
-            (r#"{\"authorization\":\"Bearer sk-1\"}"#, r#"{\"authorization\":\"Bearer ***\"}"#),
+            (
+                r#"{\"authorization\":\"Bearer sk-1\"}"#,
+                r#"{\"authorization\":\"Bearer ***\"}"#,
+            ),
             ("x-goog-api-key=AIza123", "x-goog-api-key=***"),
             ("got Bearer abc.def from", "got Bearer *** from"),
             ("no-authorization-here", "no-authorization-here"),

@@ -101,7 +101,10 @@ fn an_older_plugin_is_accepted_by_a_host_whose_table_grew() {
     );
     // And for the host of today, through the check Plugin::open makes.
     assert_eq!(check_plugin_table(newer_host_size), Ok(PLUGIN_API_V1_SIZE));
-    assert_eq!(check_plugin_table(PLUGIN_API_V1_SIZE), Ok(PLUGIN_API_V1_SIZE));
+    assert_eq!(
+        check_plugin_table(PLUGIN_API_V1_SIZE),
+        Ok(PLUGIN_API_V1_SIZE)
+    );
     // Shorter than v1 lacks a function the host calls: refused, in one line.
     let e = check_plugin_table(PLUGIN_API_V1_SIZE - 8).unwrap_err();
     assert!(

@@ -6,9 +6,9 @@ use crate::error::{Exit, Result};
 use crate::keys::{KeyNeed, KeyStore, MaskedSection};
 use crate::plugins::{self, probe::probe_manifests};
 use crate::registry::Registry;
-use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]

@@ -10,9 +10,9 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
 use crate::keys::{KeyNeed, KeyStore};
 use crate::plugins::{self, probe::probe_manifests};
-use clemhost_plugin_sdk::Manifest;
 use crate::registry::{self, parse_model_arg, Registry, RegistryEntry, SHIPPED_SOURCE};
 use clap::{Args, Subcommand};
+use clemhost_plugin_sdk::Manifest;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -90,10 +90,7 @@ pub fn run(global: &GlobalArgs, cmd: &ModelsCommand) -> Result<Exit> {
 /// the plugin is installed (and may be opened), otherwise only what the
 /// entry says itself (its `"key_name"`); `Ok(None)` means nothing is known
 /// to be needed.
-fn key_need(
-    manifest: Option<&Manifest>,
-    spec: &Map<String, Value>,
-) -> Result<Option<KeyNeed>> {
+fn key_need(manifest: Option<&Manifest>, spec: &Map<String, Value>) -> Result<Option<KeyNeed>> {
     Ok(match manifest {
         Some(m) => KeyNeed::of(&m.capabilities, spec)?,
         None => KeyNeed::from_entry_alone(spec)?,

@@ -420,7 +420,9 @@ mod tests {
             None
         );
         // Optional section: handed over when present.
-        let got = store.for_entry("huggingface_local", &hf, &plain).expect("ok");
+        let got = store
+            .for_entry("huggingface_local", &hf, &plain)
+            .expect("ok");
         assert_eq!(got.expect("section")["api_key"], json!("hf_x"));
         // Required by the entry's flag and absent: an error naming the variable.
         let empty = KeyStore::from_sections(None, Map::new());

@@ -67,7 +67,8 @@ fn shown(field: &str, value: Value) -> Value {
     match value {
         // Something that is no URL in a URL field may be a key pasted there.
         Value::String(s)
-            if field.ends_with("url") && !(s.starts_with("http://") || s.starts_with("https://")) =>
+            if field.ends_with("url")
+                && !(s.starts_with("http://") || s.starts_with("https://")) =>
         {
             Value::String(format!("[NOT A URL: {}]", mask(&s)))
         }
@@ -141,7 +142,11 @@ mod tests {
         assert_eq!(mask(""), "[MISSING]");
         assert_eq!(mask("   "), "[MISSING]");
         assert_eq!(mask("a"), "****");
-        assert_eq!(mask("abcdefghi"), "****", "9 chars: clemcore showed 8 of them");
+        assert_eq!(
+            mask("abcdefghi"),
+            "****",
+            "9 chars: clemcore showed 8 of them"
+        );
         assert_eq!(mask("abcdefghijk"), "****");
         assert_eq!(mask("abcdefghijkl"), "ab...kl");
         assert_eq!(mask("sk-proj-0123456789abcd"), "sk-p...abcd");

@@ -128,7 +128,9 @@ pub fn scan_all(global: &GlobalArgs) -> Vec<Candidate> {
     search_dirs_marked(global)
         .into_iter()
         .flat_map(|(dir, in_cwd)| {
-            scan_dir(&dir).into_iter().map(move |c| Candidate { in_cwd, ..c })
+            scan_dir(&dir)
+                .into_iter()
+                .map(move |c| Candidate { in_cwd, ..c })
         })
         .collect()
 }

@@ -59,8 +59,8 @@ pub fn open_trusted(path: &Path) -> Result<TrustedFile, String> {
     }
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc_geteuid() };
-    let resolved = std::fs::canonicalize(path)
-        .map_err(|e| format!("cannot resolve its path: {e}"))?;
+    let resolved =
+        std::fs::canonicalize(path).map_err(|e| format!("cannot resolve its path: {e}"))?;
     let shown = if resolved != path {
         format!("the file {} it points to", resolved.display())
     } else {
@@ -89,7 +89,11 @@ pub fn open_trusted(path: &Path) -> Result<TrustedFile, String> {
     if (now.dev(), now.ino()) != (meta.dev(), meta.ino()) {
         return Err("it was replaced while it was being checked".to_string());
     }
-    let mut dirs: Vec<PathBuf> = resolved.ancestors().skip(1).map(Path::to_path_buf).collect();
+    let mut dirs: Vec<PathBuf> = resolved
+        .ancestors()
+        .skip(1)
+        .map(Path::to_path_buf)
+        .collect();
     // A symlink's own directory decides where the link points.
     if let Some(link_dir) = path
         .parent()
@@ -163,10 +167,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn scratch(name: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!(
-            "clemhost-trust-{name}-{}",
-            std::process::id()
-        ));
+        let d = std::env::temp_dir().join(format!("clemhost-trust-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).expect("scratch dir");
         std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -185,7 +186,10 @@ mod tests {
         let d = scratch("group");
         let f = plugin_in(&d, 0o664);
         let e = check_trust(&f).expect_err("group-writable");
-        assert!(e.contains("group can write") && e.contains("chmod g-w"), "{e}");
+        assert!(
+            e.contains("group can write") && e.contains("chmod g-w"),
+            "{e}"
+        );
         std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         check_trust(&f).expect("0644 in a 0755 directory is fine");
         let _ = std::fs::remove_dir_all(d);
@@ -201,7 +205,8 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).expect("symlink");
         let e = check_trust(&link).expect_err("target dir is world-writable");
         assert!(
-            e.contains("other users can write to its directory") && e.contains(open.to_str().unwrap()),
+            e.contains("other users can write to its directory")
+                && e.contains(open.to_str().unwrap()),
             "{e}"
         );
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).expect("chmod");

@@ -294,7 +294,10 @@ fn a_gated_model_without_a_token_is_refused_before_anything_opens() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), remote.status.code(), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("backend 'huggingface_local' needs a key"), "{err}");
+    assert!(
+        err.contains("backend 'huggingface_local' needs a key"),
+        "{err}"
+    );
     assert!(err.contains("\"huggingface\""), "{err}");
     assert!(err.contains("HF_TOKEN"), "{err}");
     assert!(
@@ -356,11 +359,17 @@ fn two_entries_reach_two_servers_with_their_own_keys() {
     let (ra, rb) = (a.requests(), b.requests());
     assert!(!ra.is_empty() && !rb.is_empty(), "both servers were called");
     for r in &ra {
-        assert_eq!(r.header("authorization"), Some("Bearer key-for-node-a-0123456789"));
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer key-for-node-a-0123456789")
+        );
         assert!(r.body.contains("\"m-a\""), "{}", r.body);
     }
     for r in &rb {
-        assert_eq!(r.header("authorization"), Some("Bearer key-for-node-b-0123456789"));
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer key-for-node-b-0123456789")
+        );
         assert!(r.body.contains("\"m-b\""), "{}", r.body);
     }
 
@@ -381,13 +390,22 @@ fn two_entries_reach_two_servers_with_their_own_keys() {
     assert_eq!(row("on-a")["key"]["present"], true);
     assert_eq!(row("plain")["key"]["name"], "openai_compatible");
     let table = stdout(&env.run(&["models", "list"]));
-    let line = table.lines().find(|l| l.starts_with("on-b")).expect("on-b row");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("on-b"))
+        .expect("on-b row");
     assert!(line.contains("yes (node_b)"), "{line}");
 
     let keys = keys_json(&env);
-    assert_eq!(section(&keys, "node_a").expect("node_a")["named_by"], serde_json::json!(["on-a"]));
+    assert_eq!(
+        section(&keys, "node_a").expect("node_a")["named_by"],
+        serde_json::json!(["on-a"])
+    );
     let table = stdout(&env.run(&["keys", "list"]));
-    let line = table.lines().find(|l| l.starts_with("node_b")).expect("node_b row");
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("node_b"))
+        .expect("node_b row");
     assert!(line.contains("key_name of on-b"), "{line}");
 }
 
@@ -405,7 +423,10 @@ fn a_key_file_in_the_working_directory_cannot_redirect_an_environment_key() {
     );
     env.write(
         "key.json",
-        &format!(r#"{{"openai": {{"base_url": "{}/v1"}}}}"#, attacker.base_url),
+        &format!(
+            r#"{{"openai": {{"base_url": "{}/v1"}}}}"#,
+            attacker.base_url
+        ),
     );
     let out = env
         .cmd()
@@ -415,7 +436,10 @@ fn a_key_file_in_the_working_directory_cannot_redirect_an_environment_key() {
         .expect("clemhost runs");
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(attacker.requests().is_empty(), "the key went to the key file's address");
+    assert!(
+        attacker.requests().is_empty(),
+        "the key went to the key file's address"
+    );
     assert!(err.contains("does not send $OPENAI_API_KEY"), "{err}");
     assert!(err.contains("base_url"), "{err}");
     assert!(!err.contains(secret), "{err}");
@@ -424,7 +448,10 @@ fn a_key_file_in_the_working_directory_cannot_redirect_an_environment_key() {
     std::fs::remove_file(env.path().join("key.json")).expect("rm");
     env.write(
         "home/.clemcore/key.json",
-        &format!(r#"{{"openai": {{"base_url": "{}/v1"}}}}"#, attacker.base_url),
+        &format!(
+            r#"{{"openai": {{"base_url": "{}/v1"}}}}"#,
+            attacker.base_url
+        ),
     );
     let out = env
         .cmd()
@@ -434,7 +461,10 @@ fn a_key_file_in_the_working_directory_cannot_redirect_an_environment_key() {
         .expect("clemhost runs");
     let seen = attacker.requests();
     assert!(!seen.is_empty(), "{}", stderr(&out));
-    assert_eq!(seen[0].header("authorization"), Some(format!("Bearer {secret}").as_str()));
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {secret}").as_str())
+    );
 }
 
 /// Issue 12, item 12: credentials in URLs and in a server's echo of the
@@ -447,7 +477,9 @@ fn credentials_in_urls_and_echoed_headers_are_redacted_everywhere() {
     let echo = FakeServer::start(400, |r| {
         serde_json::json!({"error": "bad request", "you_sent": format!("authorization: {}", r.header("authorization").unwrap_or(""))}).to_string()
     });
-    let with_password = echo.base_url.replace("http://", &format!("http://user:{password}@"));
+    let with_password = echo
+        .base_url
+        .replace("http://", &format!("http://user:{password}@"));
     env.write(
         "key.json",
         &format!(
@@ -467,17 +499,37 @@ fn credentials_in_urls_and_echoed_headers_are_redacted_everywhere() {
         assert_no_secret(&out, "sk-proj-PASTED-KEY-999");
         assert!(stdout(&out).contains("user:***@"), "{}", stdout(&out));
     }
-    let out = env.run(&["run", "-g", "hellogame", "-m", "n", "-e", "greet_en", "--retries", "1"]);
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "n",
+        "-e",
+        "greet_en",
+        "--retries",
+        "1",
+    ]);
     assert!(!echo.requests().is_empty(), "{}", stderr(&out));
     assert_no_secret(&out, key);
     assert_no_secret(&out, password);
     let results = env.path().join("results");
     assert!(results.exists(), "{}", stderr(&out));
-    assert_eq!(files_containing(&results, key), Vec::<std::path::PathBuf>::new());
-    assert_eq!(files_containing(&results, password), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        files_containing(&results, key),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert_eq!(
+        files_containing(&results, password),
+        Vec::<std::path::PathBuf>::new()
+    );
 
     let out = env.run(&["run", "-g", "hellogame", "-m", "p", "-e", "greet_en"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("must start with http://"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("must start with http://"),
+        "{}",
+        stderr(&out)
+    );
     assert_no_secret(&out, "sk-proj-PASTED-KEY-999");
 }

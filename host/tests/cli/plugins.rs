@@ -285,7 +285,10 @@ fn plugins_in_the_working_directory_are_not_run_unless_allowed() {
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for name in ["misbehave", "echo"] {
-        let status = row(&json, name, &dir)["status"].as_str().unwrap().to_string();
+        let status = row(&json, name, &dir)["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
         assert!(
             status.starts_with("not opened") && status.contains("CLEMHOST_ALLOW_CWD_PLUGINS=1"),
             "{name}: {status}"
@@ -299,7 +302,10 @@ fn plugins_in_the_working_directory_are_not_run_unless_allowed() {
     let out = env.run(&["run", "-g", "hellogame", "-m", "e", "-e", "greet_en"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("refusing plugin") && err.contains("shadows the installed"), "{err}");
+    assert!(
+        err.contains("refusing plugin") && err.contains("shadows the installed"),
+        "{err}"
+    );
     assert!(err.contains("CLEMHOST_ALLOW_CWD_PLUGINS=1"), "{err}");
     assert!(!env.path().join("results").exists(), "nothing played");
     // Asked for, it is used.
@@ -311,6 +317,18 @@ fn plugins_in_the_working_directory_are_not_run_unless_allowed() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     // So is naming the directory.
-    let out = env.run(&["--plugin-dir", "plugins", "run", "-g", "hellogame", "-m", "e", "-e", "greet_en", "-r", "again"]);
+    let out = env.run(&[
+        "--plugin-dir",
+        "plugins",
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "e",
+        "-e",
+        "greet_en",
+        "-r",
+        "again",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }

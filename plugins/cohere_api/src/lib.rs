@@ -12,8 +12,8 @@
 
 use clemhost_plugin_sdk::serde_json::{json, Map, Value};
 use clemhost_plugin_sdk::{
-    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenArgs, GenerateRequest, Generation, ModelConfig,
-    Usage,
+    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenArgs, GenerateRequest, Generation,
+    ModelConfig, Usage,
 };
 use clemhost_remote_common::chat_completions::extra_body;
 use clemhost_remote_common::error::invalid_json_response;

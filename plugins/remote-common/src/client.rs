@@ -416,7 +416,10 @@ mod tests {
     #[test]
     fn a_key_pasted_into_base_url_is_not_repeated() {
         let err = Endpoint::from_config(
-            &config(json!({"base_url": "sk-proj-PASTED-into-base-url"}), json!({})),
+            &config(
+                json!({"base_url": "sk-proj-PASTED-into-base-url"}),
+                json!({}),
+            ),
             "P",
             "p",
             None,
