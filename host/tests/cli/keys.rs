@@ -11,6 +11,13 @@ fn keys_json(env: &TestEnv) -> Value {
     serde_json::from_str(&stdout(&out)).expect("keys list --json prints JSON")
 }
 
+/// The first line of a command's output that starts with `prefix`.
+fn line_of<'a>(text: &'a str, prefix: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no line starting with {prefix:?} in:\n{text}"))
+}
+
 fn section<'a>(listing: &'a Value, name: &str) -> Option<&'a Value> {
     listing["keys"]
         .as_array()
@@ -105,18 +112,12 @@ fn keys_are_masked_as_clemcore_masks_them() {
     let out = env.run(&["keys", "list"]);
     assert!(out.status.success());
     let table = stdout(&out);
-    let row = table
-        .lines()
-        .find(|l| l.starts_with("openai"))
-        .expect("openai row");
+    let row = line_of(&table, "openai");
     assert!(
         row.contains("[ active ]") && row.contains("sk-p...mnop"),
         "{row}"
     );
-    let row = table
-        .lines()
-        .find(|l| l.starts_with("mistral"))
-        .expect("mistral row");
+    let row = line_of(&table, "mistral");
     assert!(row.contains("[MISSING]"), "{row}");
 }
 
@@ -165,10 +166,7 @@ fn a_missing_key_names_the_files_and_the_variable() {
     let out = env.run(&["models", "show", "mistral-large"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("key:"))
-        .expect("a key line");
+    let line = line_of(&text, "key:");
     assert!(line.contains("MISSING"), "{line}");
     assert!(line.contains("backend 'mistral'"), "{line}");
     assert!(
@@ -390,10 +388,7 @@ fn two_entries_reach_two_servers_with_their_own_keys() {
     assert_eq!(row("on-a")["key"]["present"], true);
     assert_eq!(row("plain")["key"]["name"], "openai_compatible");
     let table = stdout(&env.run(&["models", "list"]));
-    let line = table
-        .lines()
-        .find(|l| l.starts_with("on-b"))
-        .expect("on-b row");
+    let line = line_of(&table, "on-b");
     assert!(line.contains("yes (node_b)"), "{line}");
 
     let keys = keys_json(&env);
@@ -402,10 +397,7 @@ fn two_entries_reach_two_servers_with_their_own_keys() {
         serde_json::json!(["on-a"])
     );
     let table = stdout(&env.run(&["keys", "list"]));
-    let line = table
-        .lines()
-        .find(|l| l.starts_with("node_b"))
-        .expect("node_b row");
+    let line = line_of(&table, "node_b");
     assert!(line.contains("key_name of on-b"), "{line}");
 }
 
