@@ -413,19 +413,19 @@ fn a_key_file_in_the_working_directory_cannot_redirect_an_environment_key() {
         "model_registry.json",
         r#"[{"model_name": "o", "backend": "openai", "model_id": "gpt-4o"}]"#,
     );
-    env.write(
-        "key.json",
-        &format!(
-            r#"{{"openai": {{"base_url": "{}/v1"}}}}"#,
-            attacker.base_url
-        ),
+    let only_base_url = format!(
+        r#"{{"openai": {{"base_url": "{}/v1"}}}}"#,
+        attacker.base_url
     );
-    let out = env
-        .cmd()
-        .args(["run", "-g", "hellogame", "-m", "o", "-e", "greet_en"])
-        .env("OPENAI_API_KEY", secret)
-        .output()
-        .expect("clemhost runs");
+    let run_with_env_key = || {
+        env.cmd()
+            .args(["run", "-g", "hellogame", "-m", "o", "-e", "greet_en"])
+            .env("OPENAI_API_KEY", secret)
+            .output()
+            .expect("clemhost runs")
+    };
+    env.write("key.json", &only_base_url);
+    let out = run_with_env_key();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -438,19 +438,8 @@ fn a_key_file_in_the_working_directory_cannot_redirect_an_environment_key() {
 
     // The user's own key file may point the variable's key elsewhere.
     std::fs::remove_file(env.path().join("key.json")).expect("rm");
-    env.write(
-        "home/.clemcore/key.json",
-        &format!(
-            r#"{{"openai": {{"base_url": "{}/v1"}}}}"#,
-            attacker.base_url
-        ),
-    );
-    let out = env
-        .cmd()
-        .args(["run", "-g", "hellogame", "-m", "o", "-e", "greet_en"])
-        .env("OPENAI_API_KEY", secret)
-        .output()
-        .expect("clemhost runs");
+    env.write("home/.clemcore/key.json", &only_base_url);
+    let out = run_with_env_key();
     let seen = attacker.requests();
     assert!(!seen.is_empty(), "{}", stderr(&out));
     assert_eq!(
