@@ -22,8 +22,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct PluginModel {
     name: String,
     handle: ModelHandle,
-    /// Add clemcore's `clem_player` object to recorded responses (every
-    /// backend but llamacpp, as clemcore does).
+    /// Add clemcore's `clem_player` object to recorded responses (unless the
+    /// plugin's manifest says `raw_response_as_is`, as llamacpp's does).
     decorate: bool,
     gen_args: GenArgs,
     limiters: Vec<Arc<Limiter>>,
