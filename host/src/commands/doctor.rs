@@ -109,21 +109,12 @@ fn scratch_dir() -> Result<PathBuf> {
     )))
 }
 
-/// The one episode's folder (or a message saying what was found instead).
+/// The one episode's folder: the one with interactions.json, else the one with error.json.
 fn find_episode_dir(root: &Path) -> Option<PathBuf> {
     let mut found = crate::results::find_episodes(root);
     if found.is_empty() {
         // A failed episode has no interactions.json but an error.json.
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).ok()?.flatten() {
-                if e.file_type().ok()?.is_dir() {
-                    stack.push(e.path());
-                } else if e.file_name() == crate::results::files::ERROR {
-                    return Some(dir);
-                }
-            }
-        }
+        found = crate::results::dirs_holding(root, crate::results::files::ERROR);
     }
     found.pop()
 }

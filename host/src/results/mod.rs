@@ -382,10 +382,16 @@ pub mod files {
 }
 
 /// Every episode directory under `dir` (directories that hold an
-/// `interactions.json`), sorted by path. Symbolic links to directories are
-/// not followed, so a link loop in the tree (`ln -s . self`) neither
-/// repeats episodes nor hangs the walk.
+/// `interactions.json`), sorted by path. See [`dirs_holding`].
 pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
+    dirs_holding(dir, files::INTERACTIONS)
+}
+
+/// Every directory under `dir` (itself included) that holds a regular file
+/// called `file_name`, sorted by path. Symbolic links are not followed, so
+/// a link loop in the tree (`ln -s . self`) neither repeats directories nor
+/// hangs the walk; every walk over a results tree goes through here.
+pub fn dirs_holding(dir: &Path, file_name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -398,7 +404,7 @@ pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
             };
             if kind.is_dir() {
                 stack.push(entry.path());
-            } else if kind.is_file() && entry.file_name() == files::INTERACTIONS {
+            } else if kind.is_file() && entry.file_name() == file_name {
                 out.push(d.clone());
             }
         }
@@ -613,8 +619,13 @@ mod tests {
     #[test]
     fn only_this_process_temp_files_count_as_its_own() {
         let pid = std::process::id();
-        assert!(is_own_temp_file(&format!(".interactions.json.{pid}.00ab.tmp")));
-        assert!(!is_own_temp_file(&format!(".interactions.json.{}.00ab.tmp", pid + 1)));
+        assert!(is_own_temp_file(&format!(
+            ".interactions.json.{pid}.00ab.tmp"
+        )));
+        assert!(!is_own_temp_file(&format!(
+            ".interactions.json.{}.00ab.tmp",
+            pid + 1
+        )));
         assert!(!is_own_temp_file("interactions.json"));
         assert!(!is_own_temp_file(&format!(".x.{pid}.tmp.bak")));
     }

@@ -34,21 +34,12 @@ pub struct PluginModel {
 }
 
 /// How every call of a model is made: retries and the deadline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallSettings {
     /// When and how often a failed call is tried again.
     pub retry: RetryPolicy,
     /// The most time one call may take (`--timeout`); `None`: no deadline.
     pub timeout: Option<Duration>,
-}
-
-impl Default for CallSettings {
-    fn default() -> Self {
-        CallSettings {
-            retry: RetryPolicy::default(),
-            timeout: None,
-        }
-    }
 }
 
 /// What all calls of a run share: totals for the summary and the benchmark.
