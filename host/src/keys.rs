@@ -464,16 +464,7 @@ impl KeyStore {
                 let fields = fields
                     .into_iter()
                     .map(|(k, v)| {
-                        let shown = if is_secret_field(&k) {
-                            Value::String(match &v {
-                                Value::String(s) => mask(s),
-                                // clemcore shows a non-string api_key as missing.
-                                _ if k == "api_key" => "[MISSING]".into(),
-                                _ => "[HIDDEN]".into(),
-                            })
-                        } else {
-                            v
-                        };
+                        let shown = shown_field(&k, v);
                         (k, shown)
                     })
                     .collect();
@@ -485,6 +476,34 @@ impl KeyStore {
                 })
             })
             .collect()
+    }
+}
+
+/// A section field as `keys list` shows it: a secret field's string
+/// through [`mask`] (`[HIDDEN]` for any other value, `[MISSING]` for a
+/// non-string `api_key`, as clemcore shows it), and secrets nested in
+/// objects and lists masked the same way.
+fn shown_field(name: &str, value: Value) -> Value {
+    if is_secret_field(name) {
+        return Value::String(match &value {
+            Value::String(s) => mask(s),
+            _ if name == "api_key" => "[MISSING]".into(),
+            _ => "[HIDDEN]".into(),
+        });
+    }
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let shown = shown_field(&k, v);
+                    (k, shown)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => {
+            Value::Array(items.into_iter().map(|v| shown_field(name, v)).collect())
+        }
+        other => other,
     }
 }
 
@@ -590,6 +609,31 @@ mod tests {
         assert_eq!(c["organization"], json!("org-1"));
         assert!(
             store.credentials("anthropic").is_none() || std::env::var("ANTHROPIC_API_KEY").is_ok()
+        );
+    }
+
+    #[test]
+    fn nested_secrets_are_masked_too() {
+        // Found by fuzz/fuzz_targets/keys.rs: a secret one level down, under
+        // a field whose name says nothing, was listed in full.
+        let store = KeyStore::from_sections(
+            Some(PathBuf::from("key.json")),
+            json!({"openai": {
+                "api_key": "sk-top-level-secret",
+                "proxy": {"api_key": "sk-nested-secret-value", "port": 8080},
+                "headers": [{"x-token": "tok-in-a-list-0123"}]
+            }})
+            .as_object()
+            .cloned()
+            .expect("object"),
+        );
+        let listed = format!("{:?}", store.masked());
+        assert!(!listed.contains("sk-nested-secret-value"), "{listed}");
+        assert!(!listed.contains("tok-in-a-list-0123"), "{listed}");
+        assert!(listed.contains("sk-n...alue"), "{listed}");
+        assert!(
+            listed.contains("8080"),
+            "what is not secret stays: {listed}"
         );
     }
 
