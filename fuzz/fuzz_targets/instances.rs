@@ -35,8 +35,10 @@ fuzz_target!(|data: &[u8]| {
                 message.starts_with(ORIGIN),
                 "error without the file: {message}"
             );
-            if let InstancesError::Json { line, column, .. } = e {
-                assert!(line >= 1 && column >= 1, "{message}");
+            // serde_json's columns start at 1; 0 means "before the first
+            // character of the line" (an empty file is 1:0).
+            if let InstancesError::Json { line, .. } = e {
+                assert!(line >= 1, "{message}");
             }
         }
     }
