@@ -34,8 +34,12 @@ fuzz_target!(|data: &[u8]| {
     input.eos_token = Some("</s>".into());
     input.now = chrono::NaiveDate::from_ymd_opt(2025, 3, 14).and_then(|d| d.and_hms_opt(9, 26, 53));
     // The flag choice comes from the input too, so both paths are fuzzed.
-    let continuing = data.len() % 3 == 0;
-    input.add_generation_prompt = data.len() % 3 == 1;
+    let (add_generation_prompt, continuing) = match data.len() % 3 {
+        0 => (false, true),
+        1 => (true, false),
+        _ => (false, false),
+    };
+    input.add_generation_prompt = add_generation_prompt;
     input.continue_final_message = continuing;
     if let Ok(prompt) = template.render(&input) {
         if continuing {
