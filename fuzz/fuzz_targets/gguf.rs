@@ -9,24 +9,15 @@ use libfuzzer_sys::fuzz_target;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-fn scratch_file() -> &'static Path {
+/// The file the input is written to.
+fn gguf_file() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("clemhost-fuzz-gguf-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch folder for the GGUF file");
-        dir.join("model.gguf")
-    })
+    FILE.get_or_init(|| clemhost_fuzz::scratch_file("model.gguf"))
 }
 
 fuzz_target!(|data: &[u8]| {
-    std::fs::write(scratch_file(), data).expect("writing the scratch GGUF file");
-    let Ok(metadata) = GgufMetadata::read(scratch_file()) else {
+    std::fs::write(gguf_file(), data).expect("writing the scratch GGUF file");
+    let Ok(metadata) = GgufMetadata::read(gguf_file()) else {
         return;
     };
     let _ = metadata.chat_template();

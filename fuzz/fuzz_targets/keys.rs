@@ -11,21 +11,10 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// The file the input is written to (one per fuzzing process, in memory
-/// where the system has a tmpfs).
+/// The file the input is written to.
 fn key_file() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let base = Path::new("/dev/shm");
-        let base = if base.is_dir() {
-            base.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!("clemhost-fuzz-keys-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a scratch folder for key.json");
-        dir.join("key.json")
-    })
+    FILE.get_or_init(|| clemhost_fuzz::scratch_file("key.json"))
 }
 
 fn load(text: &str) -> Result<KeyStore, KeyError> {

@@ -7,6 +7,10 @@
 //! written, and a plain file (a registry, a template) is a valid input on
 //! its own: the second part is then empty.
 
+use clemhost::registry::ResolvedModel;
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
 /// The byte that separates the parts of one input.
 pub const SEPARATOR: u8 = 0xFF;
 
@@ -58,4 +62,39 @@ pub fn string_literals(text: &str, min_chars: usize) -> Vec<&str> {
         i = j + 1;
     }
     out
+}
+
+/// A file of this name in this fuzzing process's scratch folder, for targets
+/// whose code under test reads a path: `$CLEMHOST_FUZZ_SCRATCH` (which
+/// `scripts/fuzz` sets and removes), else a folder in `/dev/shm` (memory) or
+/// the temporary folder.
+pub fn scratch_file(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("CLEMHOST_FUZZ_SCRATCH") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let shm = Path::new("/dev/shm");
+            let base = if shm.is_dir() {
+                shm.to_path_buf()
+            } else {
+                std::env::temp_dir()
+            };
+            base.join(format!("clemhost-fuzz-{}", std::process::id()))
+        }
+    };
+    std::fs::create_dir_all(&dir).expect("a scratch folder for the fuzz input");
+    dir.join(name)
+}
+
+/// Checks that a resolved model kept the selector's scalar values: where
+/// the selector and the entry both have one, unification keeps the
+/// selector's (built-in players are made from the name alone).
+pub fn assert_selector_kept(query: &Map<String, Value>, model: &ResolvedModel) {
+    if model.is_builtin() {
+        return;
+    }
+    for (key, asked) in query {
+        if !(asked.is_object() || asked.is_array()) {
+            assert_eq!(model.spec.get(key), Some(asked), "{key}");
+        }
+    }
 }
