@@ -335,3 +335,23 @@ impl fmt::Display for BackendError {
 }
 
 impl std::error::Error for BackendError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by `fuzz/fuzz_targets/protocol.rs`: serde_json's default float
+    /// reader is off by one unit in the last place for some texts
+    /// (`1.51e+41` read as `1.5099999999999999e+41`), so a number changed
+    /// on its way from the host to a plugin and did not read as Python
+    /// reads it. The workspace turns on its exact reader (`float_roundtrip`).
+    #[test]
+    fn numbers_cross_the_boundary_unchanged() {
+        let sent: GenArgs =
+            serde_json::from_str(r#"{"temperature": 0.7, "x": 1.51e+41}"#).expect("valid JSON");
+        assert_eq!(sent.extra["x"].as_f64(), Some(1.51e41));
+        let text = serde_json::to_string(&sent).expect("serialises");
+        let received: GenArgs = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(received, sent, "{text}");
+    }
+}

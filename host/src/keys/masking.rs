@@ -74,6 +74,17 @@ fn shown(field: &str, value: Value) -> Value {
         }
         // `http://user:PASSWORD@host` and `?key=...` never show in clear.
         Value::String(s) => Value::String(clemhost_plugin_sdk::redact::redact_url(&s)),
+        // Secrets nested in objects and lists are masked the same way
+        // (found by fuzz/fuzz_targets/keys.rs).
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let v = shown(&k, v);
+                    (k, v)
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| shown(field, v)).collect()),
         other => other,
     }
 }
@@ -174,6 +185,28 @@ mod tests {
         let slurk = listed.iter().find(|s| s.name == "slurk").expect("slurk");
         assert_eq!(slurk.fields["api_key"], json!("[MISSING]"));
         assert!(!slurk.active);
+    }
+
+    #[test]
+    fn nested_secrets_are_masked_too() {
+        // Found by fuzz/fuzz_targets/keys.rs: a secret one level down, under
+        // a field whose name says nothing, was listed in full.
+        let store = KeyStore::from_sections(
+            Some(PathBuf::from("key.json")),
+            json!({"openai": {
+                "api_key": "sk-top-level-secret",
+                "proxy": {"api_key": "sk-nested-secret-value", "port": 8080},
+                "headers": [{"x-token": "tok-in-a-list-0123"}]
+            }})
+            .as_object()
+            .cloned()
+            .expect("object"),
+        );
+        let listed = format!("{:?}", store.masked(&[]));
+        assert!(!listed.contains("sk-nested-secret-value"), "{listed}");
+        assert!(!listed.contains("tok-in-a-list-0123"), "{listed}");
+        assert!(listed.contains("sk-n...alue"), "{listed}");
+        assert!(listed.contains("8080"), "what is not secret stays: {listed}");
     }
 
     #[test]
