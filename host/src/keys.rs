@@ -493,19 +493,7 @@ impl KeyStore {
 pub fn entry_requires_key(spec: &Map<String, Value>) -> bool {
     spec.get("model_config")
         .and_then(|c| c.get("requires_api_key"))
-        .is_some_and(python_truthy)
-}
-
-/// Python's truth value of a JSON value (how clemcore reads flags).
-fn python_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
+        .is_some_and(clemhost_pyfacts::truth::truthy)
 }
 
 /// serde_json's description of a syntax error without its position. Its

@@ -4,9 +4,10 @@
 use super::limits::{sleep_unless_stopped, Limiter, RetryPolicy};
 use crate::games::{CallRecord, ChatModel, ModelReply};
 use crate::plugins::ModelHandle;
-use crate::results::{python_timedelta, Timestamp};
+use crate::results::Timestamp;
 use clemhost_plugin_sdk::abi::CANCEL_REQUESTED;
 use clemhost_plugin_sdk::{BackendError, ErrorKind, GenArgs, GenerateRequest, Generation, Message};
+use clemhost_pyfacts::record::clem_player;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -172,16 +173,6 @@ fn cancelled() -> BackendError {
     BackendError::new(ErrorKind::Cancelled, "the run was interrupted")
 }
 
-/// clemcore's `clem_player` object.
-fn clem_player(start: &Timestamp, took: Duration, text: &str, model: &str) -> Value {
-    json!({
-        "call_start": start.python_str(),
-        "call_duration": python_timedelta(took),
-        "response": text,
-        "model_name": model,
-    })
-}
-
 impl ChatModel for PluginModel {
     fn name(&self) -> &str {
         &self.name
@@ -217,7 +208,7 @@ impl ChatModel for PluginModel {
                     if self.decorate && !response.contains_key("clem_player") {
                         response.insert(
                             "clem_player".into(),
-                            clem_player(&start, took, &g.text, &self.name),
+                            clem_player(start.local(), took, &g.text, &self.name),
                         );
                     }
                     attempts.push(CallRecord {
@@ -243,7 +234,7 @@ impl ChatModel for PluginModel {
                             prompt: serde_json::to_value(messages)
                                 .expect("messages serialise to JSON"),
                             response: if self.decorate {
-                                json!({"clem_player": clem_player(&start, took, "", &self.name)})
+                                json!({"clem_player": clem_player(start.local(), took, "", &self.name)})
                             } else {
                                 json!({})
                             },

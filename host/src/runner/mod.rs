@@ -20,9 +20,7 @@ use crate::games::instances::Experiment;
 use crate::games::{
     terminal_input, Episode, EpisodeError, EpisodeInfo, Game, HumanInput, PlayerModel,
 };
-use crate::results::{
-    self, files, python_seconds, python_timedelta, ResultsError, ResultsLayout, Timestamp,
-};
+use crate::results::{self, files, python_seconds, ResultsError, ResultsLayout, Timestamp};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -284,7 +282,7 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
             "game_path": plan.game_path,
             "benchmark_start": benchmark_start.iso(),
             "benchmark_end": benchmark_end.iso(),
-            "duration": python_timedelta(took),
+            "duration": clemhost_pyfacts::time::timedelta(took),
             "duration_seconds": python_seconds(took),
             "num_instances": summary.episodes,
         }),

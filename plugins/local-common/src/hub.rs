@@ -42,32 +42,29 @@ pub struct HubSettings {
     pub endpoint: Option<String>,
 }
 
-fn truthy(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
-}
-
 impl HubSettings {
     /// Settings from an environment lookup (`|k| std::env::var(k).ok()` in
     /// production); `token` (from a key file) wins over `HF_TOKEN`.
     pub fn from_env(var: impl Fn(&str) -> Option<String>, token: Option<String>) -> Self {
         let nonempty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let home = nonempty("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        // `~` and `~/...` as Python's `expanduser` reads them.
+        let expand = |p: String| match p.strip_prefix('~') {
+            Some("") => home.clone(),
+            Some(rest) if rest.starts_with('/') => home.join(&rest[1..]),
+            _ => PathBuf::from(p),
+        };
         let cache_dir = match (nonempty("HF_HUB_CACHE"), nonempty("HF_HOME")) {
-            (Some(dir), _) => PathBuf::from(dir),
-            (None, Some(home)) => PathBuf::from(home).join("hub"),
-            (None, None) => {
-                let home = nonempty("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("."));
-                home.join(".cache").join("huggingface").join("hub")
-            }
+            (Some(dir), _) => expand(dir),
+            (None, Some(hf_home)) => expand(hf_home).join("hub"),
+            (None, None) => home.join(".cache").join("huggingface").join("hub"),
         };
         HubSettings {
             cache_dir,
             offline: nonempty("HF_HUB_OFFLINE")
-                .map(|v| truthy(&v))
+                .map(|v| clemhost_pyfacts::truth::env_true(&v))
                 .unwrap_or(false),
             token: token.or_else(|| nonempty("HF_TOKEN")),
             endpoint: nonempty("HF_ENDPOINT"),
@@ -217,6 +214,8 @@ mod tests {
             (s.cache_dir, s.offline, s.token.as_deref()),
             (PathBuf::from("/c"), false, Some("t"))
         );
+        let s = HubSettings::from_env(env(&[("HF_HOME", "~/hf"), ("HOME", "/u")]), None);
+        assert_eq!(s.cache_dir, PathBuf::from("/u/hf/hub"));
         let s = HubSettings::from_env(env(&[("HF_TOKEN", "t"), ("HOME", "/u")]), Some("k".into()));
         assert_eq!(
             (s.cache_dir, s.token.as_deref()),

@@ -9,10 +9,13 @@
 //!   `apply_chat_template(..., tokenize=False)` does;
 //!   [`TemplateError::Raised`](template::TemplateError::Raised) carries the
 //!   template's own `raise_exception` message.
+//! - [`template_choice`]: which template an entry is rendered with
+//!   (custom or the model's own), by clemcore's rules for each backend.
 //! - [`tokenizer_config`]: a model directory's `tokenizer_config.json` (chat
 //!   template, special tokens, added tokens, `model_max_length`),
 //!   `generation_config.json` and `config.json`.
-//! - [`messages`]: clemcore's `ensure_alternating_roles` preprocessing.
+//! - [`messages`]: clemcore's `ensure_alternating_roles` preprocessing
+//!   (re-exported from `clemhost-pyfacts`).
 //! - [`context`]: context-size parsing and resolution, and the context check
 //!   with clemcore's `context_exceeded` error.
 //! - [`clean`]: the output cleaning steps (prompt removal, split prefix, pad
@@ -21,6 +24,7 @@
 //! - `hub` (feature `hub`): `huggingface_id` → files, from a local
 //!   directory or the Hub through the standard HF cache.
 //! - [`gguf`]: a GGUF file's metadata (chat template, BOS/EOS token texts).
+//! - `gguf_file` (feature `hub`): which GGUF file an entry means.
 //! - [`pystr`]: the Python string behaviour the others need (`strip`,
 //!   `rsplit`, `strftime`).
 //!
@@ -46,11 +50,14 @@ pub mod clean;
 pub mod context;
 pub mod gguf;
 #[cfg(feature = "hub")]
+pub mod gguf_file;
+#[cfg(feature = "hub")]
 pub mod hub;
-pub mod messages;
+/// clemcore's `ensure_alternating_roles` (it lives in `clemhost-pyfacts`,
+/// shared with the host and the remote backends).
+pub use clemhost_pyfacts::messages;
 mod pyjson;
 pub mod pystr;
 pub mod template;
+pub mod template_choice;
 pub mod tokenizer_config;
-
-pub use pyjson::float_repr;

@@ -435,9 +435,11 @@ fn python_formatter(
 ) -> Result<(), JError> {
     if value.kind() == ValueKind::Number && !value.is_integer() {
         if let Ok(f) = f64::try_from(value.clone()) {
-            return out.write_str(&crate::pyjson::float_repr(f)).map_err(|e| {
-                JError::new(JErrorKind::WriteFailure, "output write failed").with_source(e)
-            });
+            return out
+                .write_str(&clemhost_pyfacts::float::repr(f))
+                .map_err(|e| {
+                    JError::new(JErrorKind::WriteFailure, "output write failed").with_source(e)
+                });
         }
     }
     minijinja::escape_formatter(out, state, value)
@@ -448,7 +450,7 @@ fn python_formatter(
 fn python_string(state: &State<'_, '_>, value: &JValue) -> Result<JValue, JError> {
     if value.kind() == ValueKind::Number && !value.is_integer() {
         if let Ok(f) = f64::try_from(value.clone()) {
-            return Ok(JValue::from(crate::pyjson::float_repr(f)));
+            return Ok(JValue::from(clemhost_pyfacts::float::repr(f)));
         }
     }
     minijinja::filters::string(state, value)
