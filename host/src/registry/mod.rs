@@ -49,7 +49,7 @@
 //! top level instead of in `model_config`) are read, with a warning.
 
 pub mod locate;
-pub mod pyjson;
+
 pub mod unify;
 
 use crate::cli::GlobalArgs;
@@ -184,6 +184,20 @@ pub enum RegistryError {
         index: usize,
         /// Its `model_name`, or a placeholder.
         name: String,
+    },
+    /// `backend` or `model_name` is not a string.
+    #[error("{location}: entry {index}: \"{field}\" is {found}, but it must be a string: {fix}")]
+    FieldNotString {
+        /// `path:line:column` of the entry.
+        location: String,
+        /// 0-based index of the entry.
+        index: usize,
+        /// The field.
+        field: &'static str,
+        /// What it is instead.
+        found: &'static str,
+        /// What to write instead.
+        fix: &'static str,
     },
     /// No entry at all to resolve against.
     #[error("Model registry is empty. Load a model registry and try again. ({read})")]
@@ -387,17 +401,6 @@ impl Registry {
         Ok(registry)
     }
 
-    /// A registry from entries already in memory (no `lookup_source` added).
-    pub fn from_entries(entries: Vec<RegistryEntry>) -> Registry {
-        let mut files: Vec<String> = Vec::new();
-        for e in &entries {
-            if !files.contains(&e.source) {
-                files.push(e.source.clone());
-            }
-        }
-        Registry { entries, files }
-    }
-
     fn push_file(&mut self, source: String, entries: Vec<RegistryEntry>) {
         self.files.push(source);
         self.entries.extend(entries);
@@ -436,7 +439,7 @@ impl Registry {
             });
         }
         Err(RegistryError::NoMatch {
-            selector: pyjson::compact(&Value::Object(query.clone())),
+            selector: clemhost_pyfacts::json::compact(&Value::Object(query.clone())),
             hint: self.no_match_hint(query),
         })
     }
@@ -548,8 +551,14 @@ fn conflicting_fields(query: &Map<String, Value>, entry: &Map<String, Value>) ->
         .iter()
         .filter(|(k, v)| entry.get(*k).is_some_and(|e| unify::unify(v, e).is_none()))
         .map(|(k, v)| {
-            let theirs = entry.get(k).map(pyjson::compact).unwrap_or_default();
-            format!("{k} (asked {}, registered {theirs})", pyjson::compact(v))
+            let theirs = entry
+                .get(k)
+                .map(clemhost_pyfacts::json::compact)
+                .unwrap_or_default();
+            format!(
+                "{k} (asked {}, registered {theirs})",
+                clemhost_pyfacts::json::compact(v)
+            )
         })
         .collect()
 }
@@ -609,6 +618,7 @@ fn parse_entries(
     lookup_source: &str,
     source: &str,
 ) -> Result<Vec<RegistryEntry>, RegistryError> {
+    let text = locate::strip_bom(text);
     let value: Value = serde_json::from_str(text).map_err(|e| RegistryError::Syntax {
         path: label.to_string(),
         line: e.line(),
@@ -617,10 +627,8 @@ fn parse_entries(
     })?;
     let (items, positions): (Vec<Value>, Vec<Option<Position>>) = match value {
         Value::Array(items) => {
-            let starts = locate::top_level_starts(text);
-            let positions = (0..items.len())
-                .map(|i| starts.get(i).map(|&at| position_of(text, at)))
-                .collect();
+            let mut starts = locate::top_level_positions(text).into_iter();
+            let positions = (0..items.len()).map(|_| starts.next()).collect();
             (items, positions)
         }
         Value::Object(_) => {
@@ -634,6 +642,15 @@ fn parse_entries(
             })
         }
     };
+    for d in locate::duplicate_keys(text) {
+        warn_once(
+            &format!("duplicate:{label}:{}", d.again),
+            &format!(
+                "{label}:{}: the key \"{}\" appears again (first at line {}, column {}); the later value is used, as in clemcore; remove one of them",
+                d.again, d.key, d.first.line, d.first.column
+            ),
+        );
+    }
     let located = |position: Option<Position>| match position {
         Some(p) => format!("{label}:{p}"),
         None => label.to_string(),
@@ -661,6 +678,29 @@ fn parse_entries(
                 index,
                 name,
             });
+        }
+        for (field, fix) in [
+            (
+                "backend",
+                "the name of the backend plugin, e.g. \"backend\": \"openai\"",
+            ),
+            (
+                "model_name",
+                "the name you select the model by, e.g. \"model_name\": \"gpt-4o\"",
+            ),
+        ] {
+            match spec.get(field) {
+                None | Some(Value::String(_)) => {}
+                Some(other) => {
+                    return Err(RegistryError::FieldNotString {
+                        location: located(position),
+                        index,
+                        field,
+                        found: json_kind(other),
+                        fix,
+                    })
+                }
+            }
         }
         if !spec.contains_key("lookup_source") {
             spec.insert(
