@@ -166,7 +166,9 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<Exit> {
             eprintln!("{message}");
             Ok(Exit::TemplateRaised)
         }
-        Err(e @ (TemplateError::Render(_) | TemplateError::Syntax(_))) => Err(Error::with_exit(
+        Err(
+            e @ (TemplateError::Render(_) | TemplateError::Syntax(_) | TemplateError::Limit(_)),
+        ) => Err(Error::with_exit(
             Exit::TemplateRaised,
             format!("{}: {e}", source.origin),
         )),
