@@ -216,17 +216,6 @@ impl fmt::Debug for KeyStore {
     }
 }
 
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn env_value(var: &str) -> Option<String> {
     std::env::var(var).ok().filter(|v| !v.trim().is_empty())
 }
@@ -529,7 +518,7 @@ fn read_key_file(path: &Path) -> Result<Map<String, Value>, KeyError> {
     let Value::Object(sections) = value else {
         return Err(KeyError::NotObject {
             path: path.to_path_buf(),
-            found: json_kind(&value),
+            found: clemhost_pyfacts::json::kind_of(&value),
         });
     };
     for (index, (name, section)) in sections.iter().enumerate() {
@@ -541,7 +530,7 @@ fn read_key_file(path: &Path) -> Result<Map<String, Value>, KeyError> {
             return Err(KeyError::SectionNotObject {
                 location,
                 name: name.clone(),
-                found: json_kind(section),
+                found: clemhost_pyfacts::json::kind_of(section),
             });
         }
     }

@@ -33,6 +33,19 @@ pub fn write_string(out: &mut String, s: &str, ensure_ascii: bool) {
     out.push('"');
 }
 
+/// What a JSON value is, for error messages: `null`, `a boolean`,
+/// `a number`, `a string`, `an array`, `an object`.
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 /// A JSON number as Python writes it: integers as they are, floats as
 /// [`float::json`] (`4096.0`, `1e-05`).
 pub fn number(n: &Number) -> String {
