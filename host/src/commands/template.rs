@@ -17,12 +17,15 @@ use chrono::NaiveDateTime;
 use clap::{ArgGroup, Args, Subcommand};
 use clemhost_local_common::gguf::GgufMetadata;
 use clemhost_local_common::gguf_file::locate_gguf;
-use clemhost_local_common::hub::{HubSettings, ModelSource};
+use clemhost_local_common::hub::HubSettings;
+#[cfg(feature = "hub")]
+use clemhost_local_common::hub::ModelSource;
 use clemhost_local_common::messages::ensure_alternating_roles;
 use clemhost_local_common::template::{ChatTemplate, RenderInput, TemplateError};
 use clemhost_local_common::template_choice::{
     choose_template, ChoiceError, TemplateOrigin, TemplateRules,
 };
+#[cfg(feature = "hub")]
 use clemhost_local_common::tokenizer_config::TokenizerConfig;
 use clemhost_plugin_sdk::Message;
 use serde_json::{Map, Value};
@@ -304,7 +307,13 @@ fn model_source(global: &GlobalArgs, arg: &str) -> Result<Source> {
     let config = model.model_config().unwrap_or(&empty);
     match model.backend() {
         "llamacpp" => llamacpp_source(&model, config),
+        #[cfg(feature = "hub")]
         _ => hf_source(&model, config),
+        #[cfg(not(feature = "hub"))]
+        _ => Err(super::needs_hub_feature(&format!(
+            "rendering the tokenizer template of {} (render with --template FILE instead)",
+            model.model_name()
+        ))),
     }
 }
 
@@ -319,6 +328,7 @@ fn huggingface_id(model: &ResolvedModel) -> Result<&str> {
     })
 }
 
+#[cfg(feature = "hub")]
 /// Opens the model's files: a local directory, or a Hub repo through the HF
 /// cache (downloading what is missing unless `HF_HUB_OFFLINE` is set).
 fn open_model(model: &ResolvedModel) -> Result<ModelSource> {
@@ -327,6 +337,7 @@ fn open_model(model: &ResolvedModel) -> Result<ModelSource> {
         .map_err(|e| Error::msg(format!("model {}: {e}", model.model_name())))
 }
 
+#[cfg(feature = "hub")]
 /// The files transformers reads to find a tokenizer's chat template and
 /// special tokens.
 const TOKENIZER_FILES: [&str; 4] = [
@@ -336,6 +347,7 @@ const TOKENIZER_FILES: [&str; 4] = [
     "chat_template.json",
 ];
 
+#[cfg(feature = "hub")]
 /// Fetches the tokenizer files and loads them; `Err` says why none could be had.
 fn load_tokenizer(model: &ResolvedModel) -> Result<TokenizerConfig> {
     let source = open_model(model)?;
@@ -369,6 +381,7 @@ fn load_tokenizer(model: &ResolvedModel) -> Result<TokenizerConfig> {
     TokenizerConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))
 }
 
+#[cfg(feature = "hub")]
 /// huggingface_local (and any other entry with a tokenizer): clemcore takes
 /// `custom_chat_template` when `premade_chat_template` is false, else the
 /// tokenizer's template, selected by `chat_template_language`.

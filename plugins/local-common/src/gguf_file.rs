@@ -1,4 +1,4 @@
-//! Which GGUF file a registry entry means (feature `hub`), decided in one
+//! Which GGUF file a registry entry means, decided in one
 //! place for the llamacpp plugin and the host's `template` and `doctor`.
 //!
 //! [`locate_gguf`] turns `huggingface_id` + `model_config.filename` into a
@@ -15,7 +15,9 @@
 //! and it is joined to a directory, so it must stay inside it: it is checked
 //! by [`check_relative_file_name`] before anything is opened.
 
-use crate::hub::{HubError, HubSettings, ModelSource};
+use crate::hub::HubSettings;
+#[cfg(feature = "hub")]
+use crate::hub::{HubError, ModelSource};
 use std::path::{Path, PathBuf};
 
 /// Why no GGUF file could be found for an entry.
@@ -62,10 +64,15 @@ pub enum LocateError {
     /// `huggingface_id` is neither a path nor a repo id.
     #[error("huggingface_id '{0}' is neither an existing file or directory nor a Hub repo id (org/name)")]
     NotAModel(String),
+    /// A Hub repo, but this build has no Hub client.
+    #[cfg(not(feature = "hub"))]
+    #[error("huggingface_id '{0}' is a Hub repo, and this build reads only local files; build with the `hub` feature (the default) or point huggingface_id at a local .gguf file or directory")]
+    NoHub(String),
     /// A Hub repo without `filename`.
     #[error("huggingface_id '{0}' is a Hub repo; set model_config.filename to the .gguf file to take from it")]
     NeedsFileName(String),
     /// The cache or the Hub did not give the file.
+    #[cfg(feature = "hub")]
     #[error("{filename}: {source}")]
     Hub {
         /// The file asked for.
@@ -172,14 +179,22 @@ pub fn locate_gguf(
             rule: "is an absolute path that is not a file",
         });
     }
-    let hub_error = |source| LocateError::Hub {
-        filename: filename.to_owned(),
-        source,
-    };
-    ModelSource::open(huggingface_id, hub)
-        .map_err(hub_error)?
-        .file(filename)
-        .map_err(hub_error)
+    #[cfg(feature = "hub")]
+    {
+        let hub_error = |source| LocateError::Hub {
+            filename: filename.to_owned(),
+            source,
+        };
+        ModelSource::open(huggingface_id, hub)
+            .map_err(hub_error)?
+            .file(filename)
+            .map_err(hub_error)
+    }
+    #[cfg(not(feature = "hub"))]
+    {
+        let _ = hub;
+        Err(LocateError::NoHub(huggingface_id.to_owned()))
+    }
 }
 
 fn only_gguf_in(dir: &Path) -> Result<PathBuf, LocateError> {

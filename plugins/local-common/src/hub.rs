@@ -1,4 +1,4 @@
-//! Where a model's files come from (feature `hub`): `huggingface_id` is a
+//! Where a model's files come from: `huggingface_id` is a
 //! local directory or a Hub repo id. Repo files are fetched with `hf-hub`
 //! into the standard HuggingFace cache, the layout transformers uses, so a
 //! model downloaded by either is found by both.
@@ -11,9 +11,12 @@
 //!   `huggingface` key when an entry sets `requires_api_key: true`);
 //! - `HF_ENDPOINT` is another Hub address (a mirror).
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "hub")]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// A failure to find or fetch a model's files.
+#[cfg(feature = "hub")]
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// The id is neither a directory nor an `org/name` repo id.
@@ -78,6 +81,7 @@ impl HubSettings {
 }
 
 /// A model's files: a local directory, or a Hub repo reached through the cache.
+#[cfg(feature = "hub")]
 pub struct ModelSource {
     id: String,
     local: Option<PathBuf>,
@@ -86,6 +90,7 @@ pub struct ModelSource {
     settings: HubSettings,
 }
 
+#[cfg(feature = "hub")]
 impl ModelSource {
     /// Opens `huggingface_id`: an existing directory is used as it is;
     /// `org/name` is a Hub repo (nothing is downloaded yet).
@@ -223,6 +228,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "hub")]
     #[test]
     fn a_pre_filled_cache_serves_files_offline() {
         let cache = tempfile::tempdir().unwrap();
@@ -247,6 +253,7 @@ mod tests {
         assert!(src.optional_file("generation_config.json").is_none());
     }
 
+    #[cfg(feature = "hub")]
     #[test]
     fn local_directories_and_bad_ids() {
         let dir = tempfile::tempdir().unwrap();

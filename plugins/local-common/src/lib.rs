@@ -21,10 +21,12 @@
 //! - [`clean`]: the output cleaning steps (prompt removal, split prefix, pad
 //!   purge, `eos_to_cull`, chain-of-thought split), with the fix for
 //!   clemcore bug #118.
-//! - `hub` (feature `hub`): `huggingface_id` → files, from a local
-//!   directory or the Hub through the standard HF cache.
+//! - [`hub`]: the HF environment ([`HubSettings`](hub::HubSettings)); with the
+//!   feature `hub`, `huggingface_id` → files, from a local directory or the
+//!   Hub through the standard HF cache.
 //! - [`gguf`]: a GGUF file's metadata (chat template, BOS/EOS token texts).
-//! - `gguf_file` (feature `hub`): which GGUF file an entry means.
+//! - [`gguf_file`]: which GGUF file an entry means (Hub repos need the
+//!   feature `hub`).
 //! - [`pystr`]: the Python string behaviour the others need (`strip`,
 //!   `rsplit`, `strftime`).
 //!
@@ -49,9 +51,7 @@
 pub mod clean;
 pub mod context;
 pub mod gguf;
-#[cfg(feature = "hub")]
 pub mod gguf_file;
-#[cfg(feature = "hub")]
 pub mod hub;
 /// clemcore's `ensure_alternating_roles` (it lives in `clemhost-pyfacts`,
 /// shared with the host and the remote backends).
