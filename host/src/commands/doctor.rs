@@ -12,7 +12,10 @@ use crate::games::instances::InstanceFile;
 use crate::registry::{parse_model_arg, Registry};
 use crate::runner::{GenSettings, InstancesSource, ModelLimits, RunPlan, StopToken};
 use clap::Args;
+use clemhost_local_common::gguf_file::locate_gguf;
+use clemhost_local_common::hub::HubSettings;
 use clemhost_local_common::template::ChatTemplate;
+use clemhost_local_common::template_choice::{choose_template, TemplateRules};
 use clemhost_plugin_sdk::Message;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -129,15 +132,9 @@ fn local_facts(spec: &serde_json::Map<String, Value>) -> Option<Result<Loaded>> 
             let file = spec
                 .get("model_config")
                 .and_then(|m| m.get("filename"))
-                .and_then(Value::as_str)?;
-            let direct = Path::new(file);
-            let path = if direct.is_file() {
-                direct.to_path_buf()
-            } else {
-                Path::new(id).join(file)
-            };
-            path.is_file()
-                .then(|| check_hf::load(path.to_str().unwrap_or_default()))
+                .and_then(Value::as_str);
+            let path = locate_gguf(id, file, &HubSettings::from_process_env(None)).ok()?;
+            Some(check_hf::load(path.to_str().unwrap_or_default()))
         }
         _ => None,
     }
@@ -151,15 +148,19 @@ fn applied_template(
     let mc = spec.get("model_config").and_then(Value::as_object);
     let premade = mc
         .and_then(|m| m.get("premade_chat_template"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+        .is_none_or(clemhost_pyfacts::truth::truthy);
     let custom = mc
         .and_then(|m| m.get("custom_chat_template"))
         .and_then(Value::as_str);
-    let source = match (premade, custom) {
-        (false, Some(c)) => Some(c.to_string()),
-        _ => loaded.template.clone(),
-    }?;
+    let rules = match loaded.backend {
+        "llamacpp" => TemplateRules::Llamacpp,
+        _ => TemplateRules::Transformers,
+    };
+    let source = choose_template(rules, premade, custom, || {
+        Ok::<_, std::convert::Infallible>(loaded.template.clone())
+    })
+    .ok()?
+    .source;
     ChatTemplate::new(&source).ok()
 }
 

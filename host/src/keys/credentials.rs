@@ -105,19 +105,7 @@ impl KeyNeed {
 fn model_config_flag(spec: &Map<String, Value>, flag: &str) -> bool {
     spec.get("model_config")
         .and_then(|c| c.get(flag))
-        .is_some_and(python_truthy)
-}
-
-/// Python's truth value of a JSON value.
-fn python_truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
+        .is_some_and(clemhost_pyfacts::truth::truthy)
 }
 
 /// Where a key section's secret came from.
@@ -461,19 +449,5 @@ mod tests {
             )
             .expect_err("not a string");
         assert!(e.to_string().contains("model 'n'"), "{e}");
-    }
-
-    #[test]
-    fn truthiness_is_pythons() {
-        for (v, t) in [
-            (json!(null), false),
-            (json!(0), false),
-            (json!(""), false),
-            (json!([]), false),
-            (json!("false"), true),
-            (json!(1), true),
-        ] {
-            assert_eq!(python_truthy(&v), t, "{v}");
-        }
     }
 }

@@ -206,7 +206,10 @@ mod tests {
         assert!(!listed.contains("sk-nested-secret-value"), "{listed}");
         assert!(!listed.contains("tok-in-a-list-0123"), "{listed}");
         assert!(listed.contains("sk-n...alue"), "{listed}");
-        assert!(listed.contains("8080"), "what is not secret stays: {listed}");
+        assert!(
+            listed.contains("8080"),
+            "what is not secret stays: {listed}"
+        );
     }
 
     #[test]

@@ -51,17 +51,6 @@ impl fmt::Debug for KeyStore {
     }
 }
 
-pub(super) fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl KeyStore {
     /// Reads the first key file of [`search_paths`] that exists. A file that
     /// exists but is malformed is an error with its path, line and column
@@ -159,7 +148,7 @@ fn read_key_file(path: &Path) -> Result<Map<String, Value>, KeyError> {
     let Value::Object(sections) = value else {
         return Err(KeyError::NotObject {
             path: path.to_path_buf(),
-            found: json_kind(&value),
+            found: clemhost_pyfacts::json::kind_of(&value),
         });
     };
     for (index, (name, section)) in sections.iter().enumerate() {
@@ -171,7 +160,7 @@ fn read_key_file(path: &Path) -> Result<Map<String, Value>, KeyError> {
             return Err(KeyError::SectionNotObject {
                 location,
                 name: name.clone(),
-                found: json_kind(section),
+                found: clemhost_pyfacts::json::kind_of(section),
             });
         }
     }

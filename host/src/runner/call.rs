@@ -5,8 +5,9 @@ use super::limits::{sleep_unless_stopped, Limiter, RetryPolicy};
 use super::StopToken;
 use crate::games::{CallRecord, ChatModel, ModelReply};
 use crate::plugins::ModelHandle;
-use crate::results::{python_timedelta, Timestamp};
+use crate::results::Timestamp;
 use clemhost_plugin_sdk::{BackendError, ErrorKind, GenArgs, GenerateRequest, Generation, Message};
+use clemhost_pyfacts::record::clem_player;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -174,16 +175,6 @@ fn cancelled() -> BackendError {
     BackendError::new(ErrorKind::Cancelled, "the run was interrupted")
 }
 
-/// clemcore's `clem_player` object.
-fn clem_player(start: &Timestamp, took: Duration, text: &str, model: &str) -> Value {
-    json!({
-        "call_start": start.python_str(),
-        "call_duration": python_timedelta(took),
-        "response": text,
-        "model_name": model,
-    })
-}
-
 impl ChatModel for PluginModel {
     fn name(&self) -> &str {
         &self.name
@@ -233,7 +224,7 @@ impl PluginModel {
                     if self.decorate && !response.contains_key("clem_player") {
                         response.insert(
                             "clem_player".into(),
-                            clem_player(&start, took, &g.text, &self.name),
+                            clem_player(start.local(), took, &g.text, &self.name),
                         );
                     }
                     attempts.push(CallRecord {
@@ -259,7 +250,7 @@ impl PluginModel {
                             prompt: serde_json::to_value(messages)
                                 .expect("messages serialise to JSON"),
                             response: if self.decorate {
-                                json!({"clem_player": clem_player(&start, took, "", &self.name)})
+                                json!({"clem_player": clem_player(start.local(), took, "", &self.name)})
                             } else {
                                 json!({})
                             },
