@@ -4,6 +4,7 @@
 mod util;
 
 mod check_hf;
+mod clembench;
 mod doctor;
 mod hostile;
 mod keys;

@@ -1,0 +1,196 @@
+//! clembench's own games, played by clemcore's code under `clemhost run`.
+//! The tests that play need the shared clembench snapshot and the venvs of
+//! `scripts/clembench-venvs` (CI's scripts/setup makes them); without
+//! either they say why and pass.
+
+use crate::util::{clemhost_cache, shared_dir, stderr, stdout, TestEnv};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The interpreter of a venv made by scripts/clembench-venvs, if it is there.
+fn venv_python(name: &str) -> Option<PathBuf> {
+    let p = clemhost_cache().join("venvs").join(name).join("bin/python");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is missing; run scripts/clembench-venvs",
+            p.display()
+        );
+        None
+    }
+}
+
+/// Every JSON file under `dir`, by relative path, with the values that
+/// differ between any two runs (times and durations) blanked.
+fn tree_without_times(dir: &Path) -> BTreeMap<PathBuf, Value> {
+    fn blank(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o.iter_mut() {
+                    if matches!(
+                        k.as_str(),
+                        "timestamp"
+                            | "created"
+                            | "benchmark_start"
+                            | "benchmark_end"
+                            | "duration"
+                            | "duration_seconds"
+                    ) {
+                        *x = Value::Null;
+                    } else {
+                        blank(x);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(blank),
+            _ => {}
+        }
+    }
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Value>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let mut v: Value =
+                    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+                blank(&mut v);
+                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), v);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[test]
+fn taboo_with_mock_players_writes_what_clem_run_writes() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    let clembench = shared.join("reference/clembench").canonicalize().unwrap();
+    let nltk = shared.join("reference/nltk_data");
+
+    // clemcore's own `clem run`, finding the games through CLEMBENCH_HOME.
+    let theirs = TestEnv::new();
+    let clem = python.with_file_name("clem");
+    let out = Command::new(&clem)
+        .args(["run", "-g", "taboo", "-m", "mock", "-e", "high_en"])
+        .current_dir(theirs.path())
+        .env("CLEMBENCH_HOME", &clembench)
+        .env("NLTK_DATA", &nltk)
+        .output()
+        .expect("clem runs");
+    assert!(out.status.success(), "clem run failed: {}", stderr(&out));
+
+    let ours = TestEnv::new();
+    let out = ours
+        .cmd()
+        .env("NLTK_DATA", &nltk)
+        .args([
+            "run",
+            "-g",
+            "taboo",
+            "-m",
+            "mock",
+            "-e",
+            "high_en",
+            "--games-dir",
+        ])
+        .arg(&clembench)
+        .arg("--python")
+        .arg(&python)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("results:"), "{}", stdout(&out));
+
+    let theirs = tree_without_times(&theirs.path().join("results"));
+    let ours = tree_without_times(&ours.path().join("results"));
+    assert_eq!(
+        theirs.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    // 20 episodes of high_en, three files each (3.3.5's layout).
+    assert_eq!(ours.len(), 2 + 20 * 3);
+    for (path, value) in &theirs {
+        assert_eq!(&ours[path], value, "{} differs", path.display());
+    }
+}
+
+fn fake_python(env: &TestEnv, prints: &str) -> PathBuf {
+    let p = env.write("fakepython", &format!("#!/bin/sh\necho '{prints}'\n"));
+    let mut perm = std::fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&p, perm).unwrap();
+    p
+}
+
+fn clembench_game(env: &TestEnv) {
+    env.write(
+        "games/guess/clemgame.json",
+        r#"{"game_name": "guess", "players": 1, "benchmark": ["2.0"]}"#,
+    );
+    env.write("games/guess/master.py", "");
+    env.write(
+        "games/guess/in/instances.json",
+        r#"{"experiments": [{"name": "e", "game_instances": [{"game_id": 0}]}]}"#,
+    );
+}
+
+#[test]
+fn missing_or_unsupported_clemcore_is_one_line_naming_interpreter_and_fix() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    for (prints, expected) in [
+        ("", "clemcore is not installed for"),
+        ("3.1.0", "clemcore 3.1.0 (for"),
+    ] {
+        let python = fake_python(&env, prints);
+        let out = env
+            .cmd()
+            .args(["run", "-g", "guess", "-m", "mock", "--python"])
+            .arg(&python)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success());
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains(&python.display().to_string()), "{err}");
+        assert!(
+            err.contains("-m pip install clemcore==3.3.5 pettingzoo"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // CLEMHOST_PYTHON is the interpreter when --python is not given.
+    let python = fake_python(&env, "");
+    let out = env
+        .cmd()
+        .env("CLEMHOST_PYTHON", &python)
+        .args(["run", "-g", "guess", "-m", "mock"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains(&python.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unknown_game_lists_native_and_clembench_games() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    let out = env.run(&["run", "-g", "nosuchgame", "-m", "mock"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("unknown game 'nosuchgame'"), "{err}");
+    assert!(err.contains("hellogame") && err.contains("guess"), "{err}");
+}
