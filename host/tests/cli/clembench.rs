@@ -194,3 +194,63 @@ fn unknown_game_lists_native_and_clembench_games() {
     assert!(err.contains("unknown game 'nosuchgame'"), "{err}");
     assert!(err.contains("hellogame") && err.contains("guess"), "{err}");
 }
+
+#[test]
+fn a_plugin_model_answers_the_players_of_a_clembench_game() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    crate::util::built_plugin("echo");
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "echo-clue", "backend": "echo", "model_config": {"reply": "CLUE: a cold season"}}]"#,
+    );
+    let out = env
+        .cmd()
+        .env("NLTK_DATA", shared.join("reference/nltk_data"))
+        .arg("--plugin-dir")
+        .arg(crate::util::plugin_build_dir())
+        .args([
+            "run",
+            "-g",
+            "taboo",
+            "-m",
+            "echo-clue",
+            "-e",
+            "high_en",
+            "--games-dir",
+        ])
+        .arg(shared.join("reference/clembench"))
+        .arg("--python")
+        .arg(&python)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let episode = env
+        .path()
+        .join("results/echo-clue-t0.0/taboo/high_en/instance_00000");
+    let interactions: Value =
+        serde_json::from_str(&std::fs::read_to_string(episode.join("interactions.json")).unwrap())
+            .unwrap();
+    let first_answer = interactions["turns"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "Player 1" && e["action"]["type"] == "get message")
+        .expect("the describer answered");
+    assert_eq!(first_answer["action"]["content"], "CLUE: a cold season");
+    assert_eq!(
+        interactions["player_models"]["0"]["model_name"], "echo-clue",
+        "the host's registry entry is recorded"
+    );
+    // Every episode asked the model at least once (the guesser's answer,
+    // the same clue, breaks taboo's format rule and ends the episode).
+    let requests: u64 = stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("requests"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a requests row");
+    assert!(requests >= 20, "{}", stdout(&out));
+}
