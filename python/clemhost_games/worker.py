@@ -59,22 +59,22 @@ class EpisodeReporter(logging.Handler):
         self._current = None
         self._error = None
 
-    # clemcore GameBenchmarkCallback methods (duck-typed, both lines)
-    def on_benchmark_start(self, game_benchmark: Any) -> None:
+    # clemcore GameBenchmarkCallback methods (duck-typed; 3.7 passes more arguments)
+    def on_benchmark_start(self, game_benchmark: Any, *_more: Any) -> None:
         pass
 
-    def on_game_start(self, game_master: Any, game_instance: Dict) -> None:
+    def on_game_start(self, game_master: Any, game_instance: Dict, *_more: Any) -> None:
         if self._current is not None:  # the previous episode never ended: it failed
             self._finish(self._error or {"type": "Exception", "message": "the episode ended early", "kind": ""})
         self._current = (game_master.experiment["name"], int(game_instance["game_id"]))
 
-    def on_game_step(self, game_master: Any, game_instance: Dict, game_step: Any) -> None:
+    def on_game_step(self, game_master: Any, game_instance: Dict, *_more: Any) -> None:
         pass
 
-    def on_game_end(self, game_master: Any, game_instance: Dict) -> None:
+    def on_game_end(self, game_master: Any, game_instance: Dict, *_more: Any) -> None:
         self._finish(None)
 
-    def on_benchmark_end(self, game_benchmark: Any) -> None:
+    def on_benchmark_end(self, game_benchmark: Any, *_more: Any) -> None:
         if self._current is not None:
             self._finish(self._error or {"type": "Exception", "message": "the episode ended early", "kind": ""})
 
