@@ -254,3 +254,36 @@ fn a_plugin_model_answers_the_players_of_a_clembench_game() {
         .expect("a requests row");
     assert!(requests >= 20, "{}", stdout(&out));
 }
+
+#[test]
+fn games_list_shows_native_and_clembench_games_with_their_instances() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    env.write(
+        "elsewhere/hellogame/clemgame.json",
+        r#"{"game_name": "hellogame", "players": 1}"#,
+    );
+    env.write("elsewhere/hellogame/master.py", "");
+    let out = env.run(&["games", "list", "--json", "--games-dir", "elsewhere"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let row = |name: &str, kind: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name && r["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} {name} in {rows:?}"))
+            .clone()
+    };
+    assert_eq!(row("hellogame", "native")["instances"], 10);
+    let guess = row("guess", "clembench");
+    assert_eq!(guess["players"], 1);
+    assert_eq!(guess["instances"], 1);
+    assert_eq!(guess["playable"], true);
+    assert!(guess["path"].as_str().unwrap().ends_with("games/guess"));
+    // A clembench game with a native game's name is listed, not played.
+    assert_eq!(row("hellogame", "clembench")["playable"], false);
+    let text = stdout(&env.run(&["games", "list"]));
+    assert!(
+        text.contains("guess") && text.contains("clembench"),
+        "{text}"
+    );
+}
