@@ -79,6 +79,34 @@ class EpisodeReporter(logging.Handler):
             self._finish(self._error or {"type": "Exception", "message": "the episode ended early", "kind": ""})
 
 
+def skip_downloads_of_installed_nltk_data() -> None:
+    """Makes ``nltk.download(name)`` return at once when ``name`` is installed.
+
+    Games call it at import (taboo: stopwords, codenames: wordnet); offline
+    each call waits for a DNS failure (seconds per worker) before the game
+    goes on with the installed data. When the data is found locally the
+    call's outcome is the same, without the network.
+    """
+    try:
+        import nltk
+    except ImportError:
+        return
+    original = nltk.download
+
+    def download(info_or_id: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(info_or_id, str):
+            for kind in ("corpora", "tokenizers", "taggers", "chunkers", "models", "misc", "sentiment", "stemmers"):
+                for suffix in ("", ".zip"):
+                    try:
+                        nltk.data.find(f"{kind}/{info_or_id}{suffix}")
+                        return True
+                    except LookupError:
+                        pass
+        return original(info_or_id, *args, **kwargs)
+
+    nltk.download = download
+
+
 def load_models(channel: Channel, players: List[Dict[str, Any]], gen_args: Dict[str, Any]) -> List[Any]:
     """clemcore's own mock/programmatic players, and host models for the rest."""
     from clemcore import backends
@@ -101,6 +129,7 @@ def play(channel: Channel, job: Dict[str, Any]) -> None:
     from clemcore.clemgame.registry import GameSpec
     from clemcore.clemgame.runners import dispatch
 
+    skip_downloads_of_installed_nltk_data()
     spec = GameSpec.from_dict(dict(job["game_spec"]))
     if job.get("instances"):
         spec.instances = job["instances"]

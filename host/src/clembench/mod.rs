@@ -46,6 +46,8 @@ pub struct ClembenchPlan {
     pub results_dir: PathBuf,
     /// The interpreter to use.
     pub python: PathBuf,
+    /// `--parallel`: worker processes per game (episodes played at once).
+    pub parallel: usize,
 }
 
 /// What a clembench run did, per run folder and in total.
@@ -204,7 +206,7 @@ pub fn play(
         let done = AtomicUsize::new(0);
         let total = episodes.len();
         let name = spec.name().to_string();
-        let outcome = worker::play(&python, &job, &handles, stop, &|report| {
+        let progress = |report: &worker::EpisodeReport| {
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             let status = match &report.error {
                 None => "done".to_string(),
@@ -215,31 +217,229 @@ pub fn play(
                 report.experiment,
                 report.game_id
             );
-        })
-        .map_err(|e| Error::msg(format!("{}: {e}", spec.name())))?;
-        let run_dir = outcome.run_dir.clone().ok_or_else(|| {
-            Error::msg(format!(
-                "{}: the Python worker never said where it writes",
-                spec.name()
-            ))
-        })?;
-        for report in &outcome.episodes {
-            match &report.error {
-                None => summary.completed += 1,
-                Some(f) => {
-                    summary.errors += 1;
-                    write_error(&run_dir, spec.name(), report, f)?;
+        };
+        let workers = plan.parallel.clamp(1, total.max(1));
+        let outcomes = if workers == 1 {
+            let o = worker::play(&python, &job, &handles, stop, &progress)
+                .map_err(|e| Error::msg(format!("{}: {e}", spec.name())))?;
+            vec![(None, o)]
+        } else {
+            play_staged(
+                &python,
+                &job,
+                &episodes,
+                workers,
+                &results_dir,
+                &handles,
+                stop,
+                &progress,
+            )
+            .map_err(|e| Error::msg(format!("{}: {e}", spec.name())))?
+        };
+        let mut staged = Vec::new();
+        let mut final_run_dir = None;
+        for (staging, outcome) in outcomes {
+            let run_dir = outcome.run_dir.clone().ok_or_else(|| {
+                Error::msg(format!(
+                    "{}: the Python worker never said where it writes",
+                    spec.name()
+                ))
+            })?;
+            for report in &outcome.episodes {
+                match &report.error {
+                    None => summary.completed += 1,
+                    Some(f) => {
+                        summary.errors += 1;
+                        write_error(&run_dir, spec.name(), report, f)?;
+                    }
                 }
             }
+            summary.requests += outcome.requests;
+            summary.tokens += outcome.tokens;
+            final_run_dir = Some(match &staging {
+                Some(_) => results_dir.join(run_dir.file_name().unwrap_or_default()),
+                None => run_dir.clone(),
+            });
+            if let Some(root) = staging {
+                staged.push((root, run_dir));
+            }
         }
-        summary.requests += outcome.requests;
-        summary.tokens += outcome.tokens;
-        if !summary.run_dirs.contains(&run_dir) {
-            summary.run_dirs.push(run_dir);
+        if !staged.is_empty() {
+            merge_staged(&results_dir, &staged, spec.name())?;
+        }
+        if let Some(d) = final_run_dir {
+            if !summary.run_dirs.contains(&d) {
+                summary.run_dirs.push(d);
+            }
         }
     }
     summary.wall = wall.elapsed();
     Ok(summary)
+}
+
+/// Plays `episodes` on `workers` worker processes at once, each with a
+/// contiguous share and its own staging results folder under
+/// `results_dir` (so no two processes write one file). Returns each
+/// worker's staging root and outcome, in order.
+#[allow(clippy::too_many_arguments)]
+fn play_staged(
+    python: &python::Python,
+    job: &Map<String, Value>,
+    episodes: &[(String, u64)],
+    workers: usize,
+    results_dir: &Path,
+    players: &[PlayerModel],
+    stop: &StopToken,
+    progress: &(dyn Fn(&worker::EpisodeReport) + Sync),
+) -> std::result::Result<Vec<(Option<PathBuf>, worker::WorkerOutcome)>, String> {
+    let n = episodes.len();
+    let jobs: Vec<(PathBuf, Map<String, Value>)> = (0..workers)
+        .map(|i| {
+            let share = &episodes[i * n / workers..(i + 1) * n / workers];
+            let root = results_dir.join(format!(".clemhost-staging-{}-{i}", std::process::id()));
+            let mut job = job.clone();
+            job.insert(
+                "episodes".into(),
+                share.iter().map(|(e, id)| json!([e, id])).collect(),
+            );
+            job.insert("results_dir".into(), root.display().to_string().into());
+            (root, job)
+        })
+        .collect();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(root, job)| {
+                s.spawn(move || {
+                    let _ = std::fs::remove_dir_all(root);
+                    worker::play(python, job, players, stop, progress)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(worker::WorkerError::Failed(
+                        "a worker thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::new();
+    let mut first_error = None;
+    for ((root, _), r) in jobs.into_iter().zip(results) {
+        match r {
+            Ok(o) => out.push((Some(root), o)),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&root);
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    match first_error {
+        Some(e) => {
+            for (root, _) in &out {
+                if let Some(r) = root {
+                    let _ = std::fs::remove_dir_all(r);
+                }
+            }
+            Err(e)
+        }
+        None => Ok(out),
+    }
+}
+
+/// Moves the staged episodes into the run folder and writes the `run.json`
+/// one worker would have written: the first start, the last end, every
+/// instance counted; another game's entry and an existing `created` kept,
+/// and an existing `experiment.json` kept, as clemcore keeps them.
+fn merge_staged(results_dir: &Path, staged: &[(PathBuf, PathBuf)], game: &str) -> Result<()> {
+    let io = |p: &Path, e: std::io::Error| Error::msg(format!("{}: {e}", p.display()));
+    let name = staged[0].1.file_name().unwrap_or_default().to_owned();
+    let target = results_dir.join(&name);
+    let mut entries: Vec<Map<String, Value>> = Vec::new();
+    let mut base: Option<Value> = results::read_json(&target.join("run.json")).ok();
+    for (root, run_dir) in staged {
+        let game_dir = run_dir.join(game);
+        if let Ok(exps) = std::fs::read_dir(&game_dir) {
+            for exp in exps.filter_map(|e| e.ok()) {
+                let to_exp = target.join(game).join(exp.file_name());
+                std::fs::create_dir_all(&to_exp).map_err(|e| io(&to_exp, e))?;
+                let mut items: Vec<_> = std::fs::read_dir(exp.path())
+                    .map_err(|e| io(&exp.path(), e))?
+                    .filter_map(|e| e.ok())
+                    .collect();
+                items.sort_by_key(|e| e.file_name());
+                for item in items {
+                    let to = to_exp.join(item.file_name());
+                    if item.file_name() == "experiment.json" && to.exists() {
+                        continue;
+                    }
+                    if to.is_dir() {
+                        std::fs::remove_dir_all(&to).map_err(|e| io(&to, e))?;
+                    }
+                    std::fs::rename(item.path(), &to).map_err(|e| io(&to, e))?;
+                }
+            }
+        }
+        let run =
+            results::read_json(&run_dir.join("run.json")).map_err(|e| Error::msg(e.to_string()))?;
+        if let Some(entry) = run["games"][game].as_object() {
+            entries.push(entry.clone());
+        }
+        base.get_or_insert(run);
+        std::fs::remove_dir_all(root).map_err(|e| io(root, e))?;
+    }
+    let mut run = base.unwrap_or_else(|| json!({}));
+    if let Some(first) = entries.first() {
+        let field = |e: &Map<String, Value>, k: &str| {
+            e.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let start = entries
+            .iter()
+            .map(|e| field(e, "benchmark_start"))
+            .min()
+            .unwrap_or_default();
+        let end = entries
+            .iter()
+            .map(|e| field(e, "benchmark_end"))
+            .max()
+            .unwrap_or_default();
+        let took = parse_iso(&end)
+            .zip(parse_iso(&start))
+            .and_then(|(e, s)| (e - s).to_std().ok())
+            .unwrap_or_default();
+        let count: u64 = entries
+            .iter()
+            .filter_map(|e| e.get("num_instances").and_then(Value::as_u64))
+            .sum();
+        let mut entry = Map::new();
+        entry.insert(
+            "game_path".into(),
+            first.get("game_path").cloned().unwrap_or(Value::Null),
+        );
+        entry.insert("benchmark_start".into(), start.into());
+        entry.insert("benchmark_end".into(), end.into());
+        entry.insert("duration".into(), results::python_timedelta(took).into());
+        entry.insert(
+            "duration_seconds".into(),
+            results::python_seconds(took).into(),
+        );
+        entry.insert("num_instances".into(), count.into());
+        if let Some(games) = run.get_mut("games").and_then(Value::as_object_mut) {
+            games.insert(game.into(), Value::Object(entry));
+        }
+    }
+    results::write_json(&target.join("run.json"), &run).map_err(|e| Error::msg(e.to_string()))
+}
+
+fn parse_iso(s: &str) -> Option<chrono::NaiveDateTime> {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok()
 }
 
 /// The models as given: clemcore itself lets one model play every role of

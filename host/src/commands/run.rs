@@ -227,12 +227,13 @@ fn clembench_plan(args: &RunArgs) -> Result<Option<ClembenchPlan>> {
         limits: base.1,
         results_dir: args.results_dir.clone(),
         python: python::choose(args.python.as_deref()),
+        parallel: args.parallel.unwrap_or(1),
     }))
 }
 
 fn run_clembench(global: &GlobalArgs, args: &RunArgs, plan: &ClembenchPlan) -> Result<Exit> {
-    if args.parallel.is_some_and(|n| n > 1) || args.resume {
-        tracing::warn!("--parallel and --resume are not yet supported for clembench games; playing every episode one at a time");
+    if args.resume {
+        tracing::warn!("--resume is not yet supported for clembench games; playing every episode");
     }
     let registry = Registry::load(global)?;
     let stop = StopToken::ctrl_c();

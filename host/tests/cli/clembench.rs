@@ -287,3 +287,45 @@ fn games_list_shows_native_and_clembench_games_with_their_instances() {
         "{text}"
     );
 }
+
+#[test]
+fn parallel_workers_write_what_one_worker_writes() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let run = |dir: &str, extra: &[&str]| {
+        let out = env
+            .cmd()
+            .env("NLTK_DATA", shared.join("reference/nltk_data"))
+            .args([
+                "run", "-g", "taboo", "-m", "mock", "-e", "high_en", "-r", dir,
+            ])
+            .args(extra)
+            .arg("--games-dir")
+            .arg(shared.join("reference/clembench").canonicalize().unwrap())
+            .arg("--python")
+            .arg(&python)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        tree_without_times(&env.path().join(dir))
+    };
+    let one = run("one", &[]);
+    let three = run("three", &["--parallel", "3"]);
+    assert_eq!(one.len(), 2 + 20 * 3);
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        three.keys().collect::<Vec<_>>(),
+        "the same files, no staging folder left"
+    );
+    for (path, value) in &one {
+        assert_eq!(&three[path], value, "{} differs", path.display());
+    }
+    let entries: Vec<_> = std::fs::read_dir(env.path().join("three"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["mock-t0.0"], "only the run folder is left");
+}
