@@ -329,3 +329,123 @@ fn parallel_workers_write_what_one_worker_writes() {
         .collect();
     assert_eq!(entries, ["mock-t0.0"], "only the run folder is left");
 }
+
+/// `scripts/loopback_openai.py` on a free port; killed when dropped.
+struct Loopback {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Loopback {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(crate::util::repo_root().join("scripts/loopback_openai.py"))
+            .args(["--max-seconds", "600"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the loopback server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the server prints its port");
+        Loopback { child, port }
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clem run` (clemcore's openai_compatible backend) and `clemhost run`
+/// (the openai_compatible plugin) against one deterministic server, in one
+/// folder with one registry and key.json: every file equal but times.
+#[test]
+fn clem_run_and_clemhost_run_write_the_same_files_for_the_same_answers() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    crate::util::built_plugin("openai_compatible");
+    let server = Loopback::start();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "loop", "backend": "openai_compatible", "model_id": "loopback"}]"#,
+    );
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"openai_compatible": {{"api_key": "sk-test", "base_url": "http://127.0.0.1:{}/v1"}}}}"#,
+            server.port
+        ),
+    );
+    let clembench = shared.join("reference/clembench").canonicalize().unwrap();
+    let nltk = shared.join("reference/nltk_data");
+    // taboo (two players) and wordle (one), one experiment each.
+    for (game, experiment) in [
+        ("taboo", "high_en"),
+        ("wordle", "high_frequency_words_no_clue_no_critic"),
+    ] {
+        let out = Command::new(python.with_file_name("clem"))
+            .args([
+                "run", "-g", game, "-m", "loop", "-e", experiment, "-r", "theirs",
+            ])
+            .current_dir(env.path())
+            .env("HOME", env.home())
+            .env("CLEMBENCH_HOME", &clembench)
+            .env("NLTK_DATA", &nltk)
+            .output()
+            .expect("clem runs");
+        assert!(out.status.success(), "clem run failed: {}", stderr(&out));
+        let out = env
+            .cmd()
+            .env("NLTK_DATA", &nltk)
+            .arg("--plugin-dir")
+            .arg(crate::util::plugin_build_dir())
+            .args([
+                "run",
+                "-g",
+                game,
+                "-m",
+                "loop",
+                "-e",
+                experiment,
+                "-r",
+                "ours",
+                "--parallel",
+                "2",
+            ])
+            .arg("--games-dir")
+            .arg(&clembench)
+            .arg("--python")
+            .arg(&python)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let theirs = tree_without_times(&env.path().join("theirs"));
+    let ours = tree_without_times(&env.path().join("ours"));
+    assert!(theirs.len() > 2 * 3, "{:?}", theirs.keys());
+    assert_eq!(
+        theirs.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (path, value) in &theirs {
+        assert_eq!(&ours[path], value, "{} differs", path.display());
+    }
+    // The model did answer: some turn holds a clue from the server.
+    let any_clue = ours
+        .iter()
+        .filter(|(p, _)| p.ends_with("interactions.json"))
+        .any(|(_, v)| v.to_string().contains("CLUE: something like"));
+    assert!(
+        any_clue,
+        "the loopback server's answers are in the transcripts"
+    );
+}
