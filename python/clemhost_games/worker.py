@@ -71,8 +71,21 @@ class EpisodeReporter(logging.Handler):
     def on_game_step(self, game_master: Any, game_instance: Dict, *_more: Any) -> None:
         pass
 
-    def on_game_end(self, game_master: Any, game_instance: Dict, *_more: Any) -> None:
-        self._finish(None)
+    def on_game_end(self, game_master: Any, game_instance: Dict, *more: Any, **named: Any) -> None:
+        # 3.7 passes the exception that ended the episode, also one raised by
+        # the game's setup, before any on_game_start (3.3 never calls this then).
+        self._current = (game_master.experiment["name"], int(game_instance["game_id"]))
+        exception = more[0] if more else named.get("exception")
+        if isinstance(exception, BaseException):
+            self._error = self._error or {
+                "type": type(exception).__name__,
+                "message": str(exception),
+                "kind": str(getattr(exception, "kind", "")),
+                "traceback": "".join(traceback.format_exception(exception))[-4000:],
+            }
+            self._finish(self._error)
+        else:
+            self._finish(None)
 
     def on_benchmark_end(self, game_benchmark: Any, *_more: Any) -> None:
         if self._current is not None:
@@ -166,7 +179,8 @@ def play(channel: Channel, job: Dict[str, Any]) -> None:
     channel.send("ready", {"run_dir": str(run_dir)})
     if job.get("write_run_file", True):
         savers.append(run_saver)
-    callbacks = GameBenchmarkCallbackList(savers + [reporter])
+    # The reporter first: a saver that raises cannot hide an episode's end from it.
+    callbacks = GameBenchmarkCallbackList([reporter] + savers)
 
     with GameBenchmark.load_from_spec(spec) as benchmark:
         if modern:

@@ -467,6 +467,9 @@ fn write_error(
         .join(game)
         .join(&report.experiment)
         .join(format!("instance_{:05}", report.game_id));
+    if dir.join("error.json").is_file() {
+        return Ok(()); // clemcore 3.7 writes its own, in the same shape
+    }
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::msg(format!("{}: cannot create: {e}", dir.display())))?;
     let record = ErrorRecord {

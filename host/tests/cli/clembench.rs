@@ -3,7 +3,7 @@
 //! `scripts/clembench-venvs` (CI's scripts/setup makes them); without
 //! either they say why and pass.
 
-use crate::util::{clemhost_cache, shared_dir, stderr, stdout, TestEnv};
+use crate::util::{clemhost_cache, shared_dir, stderr, stdout, without_times, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,42 +23,19 @@ fn venv_python(name: &str) -> Option<PathBuf> {
     }
 }
 
-/// Every JSON file under `dir`, by relative path, with the values that
-/// differ between any two runs (times and durations) blanked.
+/// Every JSON file under `dir`, by relative path, times and durations left out.
 fn tree_without_times(dir: &Path) -> BTreeMap<PathBuf, Value> {
-    fn blank(v: &mut Value) {
-        match v {
-            Value::Object(o) => {
-                for (k, x) in o.iter_mut() {
-                    if matches!(
-                        k.as_str(),
-                        "timestamp"
-                            | "created"
-                            | "benchmark_start"
-                            | "benchmark_end"
-                            | "duration"
-                            | "duration_seconds"
-                    ) {
-                        *x = Value::Null;
-                    } else {
-                        blank(x);
-                    }
-                }
-            }
-            Value::Array(a) => a.iter_mut().for_each(blank),
-            _ => {}
-        }
-    }
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Value>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let mut v: Value =
-                    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-                blank(&mut v);
-                out.insert(p.strip_prefix(root).unwrap().to_path_buf(), v);
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    without_times(&v),
+                );
             }
         }
     }
@@ -67,61 +44,117 @@ fn tree_without_times(dir: &Path) -> BTreeMap<PathBuf, Value> {
     out
 }
 
-#[test]
-fn taboo_with_mock_players_writes_what_clem_run_writes() {
-    let Some(shared) = shared_dir() else { return };
-    let Some(python) = venv_python("clembench-3.3") else {
-        return;
-    };
+/// Plays `args` with clemcore's `clem run` and with `clemhost run` (with
+/// `extra`) in two fresh folders; returns both exit codes and trees.
+fn clem_and_clemhost(
+    shared: &Path,
+    python: &Path,
+    args: &[&str],
+    extra: &[&str],
+) -> (
+    (i32, BTreeMap<PathBuf, Value>),
+    (i32, BTreeMap<PathBuf, Value>),
+) {
     let clembench = shared.join("reference/clembench").canonicalize().unwrap();
     let nltk = shared.join("reference/nltk_data");
-
-    // clemcore's own `clem run`, finding the games through CLEMBENCH_HOME.
     let theirs = TestEnv::new();
-    let clem = python.with_file_name("clem");
-    let out = Command::new(&clem)
-        .args(["run", "-g", "taboo", "-m", "mock", "-e", "high_en"])
+    let out = Command::new(python.with_file_name("clem"))
+        .arg("run")
+        .args(args)
         .current_dir(theirs.path())
+        .env("HOME", theirs.home())
         .env("CLEMBENCH_HOME", &clembench)
         .env("NLTK_DATA", &nltk)
         .output()
         .expect("clem runs");
-    assert!(out.status.success(), "clem run failed: {}", stderr(&out));
-
+    let their_code = out.status.code().unwrap_or(-1);
     let ours = TestEnv::new();
     let out = ours
         .cmd()
         .env("NLTK_DATA", &nltk)
-        .args([
-            "run",
-            "-g",
-            "taboo",
-            "-m",
-            "mock",
-            "-e",
-            "high_en",
-            "--games-dir",
-        ])
+        .arg("run")
+        .args(args)
+        .args(extra)
+        .arg("--games-dir")
         .arg(&clembench)
         .arg("--python")
-        .arg(&python)
+        .arg(python)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("results:"), "{}", stdout(&out));
+    let our_code = out.status.code().unwrap_or(-1);
+    if our_code != 0 && our_code != 4 {
+        panic!("clemhost run failed: {}", stderr(&out));
+    }
+    (
+        (
+            their_code,
+            tree_without_times(&theirs.path().join("results")),
+        ),
+        (our_code, tree_without_times(&ours.path().join("results"))),
+    )
+}
 
-    let theirs = tree_without_times(&theirs.path().join("results"));
-    let ours = tree_without_times(&ours.path().join("results"));
+fn assert_same_trees(theirs: &BTreeMap<PathBuf, Value>, ours: &BTreeMap<PathBuf, Value>) {
     assert_eq!(
         theirs.keys().collect::<Vec<_>>(),
         ours.keys().collect::<Vec<_>>(),
         "the same files"
     );
-    // 20 episodes of high_en, three files each (3.3.5's layout).
-    assert_eq!(ours.len(), 2 + 20 * 3);
-    for (path, value) in &theirs {
+    for (path, value) in theirs {
         assert_eq!(&ours[path], value, "{} differs", path.display());
     }
+}
+
+#[test]
+fn taboo_with_mock_players_writes_what_clem_run_writes_with_both_clemcore_lines() {
+    let Some(shared) = shared_dir() else { return };
+    for venv in ["clembench-3.3", "clembench-3.7"] {
+        let Some(python) = venv_python(venv) else {
+            continue;
+        };
+        let args = ["-g", "taboo", "-m", "mock", "-e", "high_en"];
+        let ((_, theirs), (code, ours)) = clem_and_clemhost(&shared, &python, &args, &[]);
+        assert_eq!(code, 0, "{venv}");
+        // 20 episodes of high_en, at least three files each.
+        assert!(ours.len() >= 2 + 20 * 3, "{venv}: {:?}", ours.keys());
+        assert_same_trees(&theirs, &ours);
+    }
+}
+
+/// clemcore 3.7.2 cannot play the snapshot's wordle: every episode raises.
+/// clemhost plays every episode, writes what clem run writes (3.7 writes
+/// its own error.json per failed episode) and exits with 4.
+#[test]
+fn episodes_clemcore_cannot_play_fail_one_by_one_with_error_json() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.7") else {
+        return;
+    };
+    let args = [
+        "-g",
+        "wordle",
+        "-m",
+        "mock",
+        "-e",
+        "high_frequency_words_no_clue_no_critic",
+    ];
+    let ((_, theirs), (code, ours)) = clem_and_clemhost(&shared, &python, &args, &[]);
+    assert_eq!(code, 4, "episodes failed");
+    let errors: Vec<PathBuf> = ours
+        .keys()
+        .filter(|p| p.ends_with("error.json"))
+        .cloned()
+        .collect();
+    assert_eq!(errors.len(), 10, "{errors:?}");
+    for e in &errors {
+        let record = &ours[e];
+        assert_eq!(record["error"], "AttributeError", "{record}");
+        assert!(
+            record["message"].as_str().unwrap().contains("outcome"),
+            "{record}"
+        );
+    }
+    assert_same_trees(&theirs, &ours);
 }
 
 fn fake_python(env: &TestEnv, prints: &str) -> PathBuf {
