@@ -44,6 +44,9 @@ fn tree_without_times(dir: &Path) -> BTreeMap<PathBuf, Value> {
     out
 }
 
+/// A tool's exit code and results tree.
+type Played = (i32, BTreeMap<PathBuf, Value>);
+
 /// Plays `args` with clemcore's `clem run` and with `clemhost run` (with
 /// `extra`) in two fresh folders; returns both exit codes and trees.
 fn clem_and_clemhost(
@@ -51,10 +54,7 @@ fn clem_and_clemhost(
     python: &Path,
     args: &[&str],
     extra: &[&str],
-) -> (
-    (i32, BTreeMap<PathBuf, Value>),
-    (i32, BTreeMap<PathBuf, Value>),
-) {
+) -> (Played, Played) {
     let clembench = shared.join("reference/clembench").canonicalize().unwrap();
     let nltk = shared.join("reference/nltk_data");
     let theirs = TestEnv::new();
