@@ -3,7 +3,8 @@
 //! `scripts/clembench-venvs` (CI's scripts/setup makes them); without
 //! either they say why and pass.
 
-use crate::util::{clemhost_cache, shared_dir, stderr, stdout, without_times, TestEnv};
+use crate::times::without_times;
+use crate::util::{clemhost_cache, shared_dir, stderr, stdout, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

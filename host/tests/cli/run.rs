@@ -1,8 +1,7 @@
 //! `clemhost run`, `score`, `eval` and `transcribe`, as a user runs them.
 
-use crate::util::{
-    built_plugin, plugin_build_dir, shared_dir, stderr, stdout, without_times, TestEnv,
-};
+use crate::times::without_times;
+use crate::util::{built_plugin, plugin_build_dir, shared_dir, stderr, stdout, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
