@@ -12,7 +12,10 @@ use crate::games::instances::InstanceFile;
 use crate::registry::{parse_model_arg, Registry};
 use crate::runner::{GenSettings, InstancesSource, ModelLimits, RunPlan, StopToken};
 use clap::Args;
+use clemhost_local_common::gguf_file::locate_gguf;
+use clemhost_local_common::hub::HubSettings;
 use clemhost_local_common::template::ChatTemplate;
+use clemhost_local_common::template_choice::{choose_template, TemplateRules};
 use clemhost_plugin_sdk::Message;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -109,21 +112,12 @@ fn scratch_dir() -> Result<PathBuf> {
     )))
 }
 
-/// The one episode's folder (or a message saying what was found instead).
+/// The one episode's folder: the one with interactions.json, else the one with error.json.
 fn find_episode_dir(root: &Path) -> Option<PathBuf> {
     let mut found = crate::results::find_episodes(root);
     if found.is_empty() {
         // A failed episode has no interactions.json but an error.json.
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            for e in std::fs::read_dir(&dir).ok()?.flatten() {
-                if e.file_type().ok()?.is_dir() {
-                    stack.push(e.path());
-                } else if e.file_name() == crate::results::files::ERROR {
-                    return Some(dir);
-                }
-            }
-        }
+        found = crate::results::dirs_holding(root, crate::results::files::ERROR);
     }
     found.pop()
 }
@@ -138,15 +132,9 @@ fn local_facts(spec: &serde_json::Map<String, Value>) -> Option<Result<Loaded>> 
             let file = spec
                 .get("model_config")
                 .and_then(|m| m.get("filename"))
-                .and_then(Value::as_str)?;
-            let direct = Path::new(file);
-            let path = if direct.is_file() {
-                direct.to_path_buf()
-            } else {
-                Path::new(id).join(file)
-            };
-            path.is_file()
-                .then(|| check_hf::load(path.to_str().unwrap_or_default()))
+                .and_then(Value::as_str);
+            let path = locate_gguf(id, file, &HubSettings::from_process_env(None)).ok()?;
+            Some(check_hf::load(path.to_str().unwrap_or_default()))
         }
         _ => None,
     }
@@ -160,15 +148,19 @@ fn applied_template(
     let mc = spec.get("model_config").and_then(Value::as_object);
     let premade = mc
         .and_then(|m| m.get("premade_chat_template"))
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
+        .is_none_or(clemhost_pyfacts::truth::truthy);
     let custom = mc
         .and_then(|m| m.get("custom_chat_template"))
         .and_then(Value::as_str);
-    let source = match (premade, custom) {
-        (false, Some(c)) => Some(c.to_string()),
-        _ => loaded.template.clone(),
-    }?;
+    let rules = match loaded.backend {
+        "llamacpp" => TemplateRules::Llamacpp,
+        _ => TemplateRules::Transformers,
+    };
+    let source = choose_template(rules, premade, custom, || {
+        Ok::<_, std::convert::Infallible>(loaded.template.clone())
+    })
+    .ok()?
+    .source;
     ChatTemplate::new(&source).ok()
 }
 

@@ -77,7 +77,6 @@ fn write(path: &Path, text: &str) -> Result<()> {
 pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
     let root = &args.results_dir;
     let mut rows = Vec::new();
-    let mut errored = 0usize;
     let mut unscored = 0usize;
     for dir in results::find_episodes(root) {
         let scores_path = dir.join(files::SCORES);
@@ -136,7 +135,7 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         }
     }
     // Episodes that failed have error.json and no interactions.json.
-    count_errors(root, &mut errored);
+    let errored = results::dirs_holding(root, files::ERROR).len();
     if rows.is_empty() {
         return Err(Error::msg(format!(
             "no scores.json under {}; run clemhost score first",
@@ -287,20 +286,6 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         );
     }
     Ok(Exit::Success)
-}
-
-fn count_errors(dir: &Path, n: &mut usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            count_errors(&p, n);
-        } else if p.file_name().is_some_and(|f| f == files::ERROR) {
-            *n += 1;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -12,3 +12,13 @@ pub mod run;
 pub mod score;
 pub mod template;
 pub mod transcribe;
+
+/// The error of a command (or part of one) that this build leaves out.
+#[cfg_attr(feature = "hub", allow(dead_code))]
+pub(crate) fn needs_hub_feature(what: &str) -> crate::error::Error {
+    crate::error::Error::msg(format!(
+        "{what} needs the HuggingFace Hub and tokenizer support, which this clemhost was built \
+         without; rebuild with the default features (`cargo build --release -p clemhost`, or \
+         `--features hub`)"
+    ))
+}

@@ -16,9 +16,16 @@ use crate::registry::{parse_model_arg, Registry, ResolvedModel};
 use chrono::NaiveDateTime;
 use clap::{ArgGroup, Args, Subcommand};
 use clemhost_local_common::gguf::GgufMetadata;
-use clemhost_local_common::hub::{HubSettings, ModelSource};
+use clemhost_local_common::gguf_file::locate_gguf;
+use clemhost_local_common::hub::HubSettings;
+#[cfg(feature = "hub")]
+use clemhost_local_common::hub::ModelSource;
 use clemhost_local_common::messages::ensure_alternating_roles;
 use clemhost_local_common::template::{ChatTemplate, RenderInput, TemplateError};
+use clemhost_local_common::template_choice::{
+    choose_template, ChoiceError, TemplateOrigin, TemplateRules,
+};
+#[cfg(feature = "hub")]
 use clemhost_local_common::tokenizer_config::TokenizerConfig;
 use clemhost_plugin_sdk::Message;
 use serde_json::{Map, Value};
@@ -162,7 +169,9 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<Exit> {
             eprintln!("{message}");
             Ok(Exit::TemplateRaised)
         }
-        Err(e @ (TemplateError::Render(_) | TemplateError::Syntax(_))) => Err(Error::with_exit(
+        Err(
+            e @ (TemplateError::Render(_) | TemplateError::Syntax(_) | TemplateError::Limit(_)),
+        ) => Err(Error::with_exit(
             Exit::TemplateRaised,
             format!("{}: {e}", source.origin),
         )),
@@ -279,17 +288,6 @@ fn parse_now(text: &str) -> Result<NaiveDateTime> {
     ))
 }
 
-fn truthy(v: Option<&Value>) -> bool {
-    match v {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => !o.is_empty(),
-    }
-}
-
 fn str_of<'a>(m: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
@@ -309,7 +307,13 @@ fn model_source(global: &GlobalArgs, arg: &str) -> Result<Source> {
     let config = model.model_config().unwrap_or(&empty);
     match model.backend() {
         "llamacpp" => llamacpp_source(&model, config),
+        #[cfg(feature = "hub")]
         _ => hf_source(&model, config),
+        #[cfg(not(feature = "hub"))]
+        _ => Err(super::needs_hub_feature(&format!(
+            "rendering the tokenizer template of {} (render with --template FILE instead)",
+            model.model_name()
+        ))),
     }
 }
 
@@ -324,6 +328,7 @@ fn huggingface_id(model: &ResolvedModel) -> Result<&str> {
     })
 }
 
+#[cfg(feature = "hub")]
 /// Opens the model's files: a local directory, or a Hub repo through the HF
 /// cache (downloading what is missing unless `HF_HUB_OFFLINE` is set).
 fn open_model(model: &ResolvedModel) -> Result<ModelSource> {
@@ -332,6 +337,7 @@ fn open_model(model: &ResolvedModel) -> Result<ModelSource> {
         .map_err(|e| Error::msg(format!("model {}: {e}", model.model_name())))
 }
 
+#[cfg(feature = "hub")]
 /// The files transformers reads to find a tokenizer's chat template and
 /// special tokens.
 const TOKENIZER_FILES: [&str; 4] = [
@@ -341,6 +347,7 @@ const TOKENIZER_FILES: [&str; 4] = [
     "chat_template.json",
 ];
 
+#[cfg(feature = "hub")]
 /// Fetches the tokenizer files and loads them; `Err` says why none could be had.
 fn load_tokenizer(model: &ResolvedModel) -> Result<TokenizerConfig> {
     let source = open_model(model)?;
@@ -374,42 +381,47 @@ fn load_tokenizer(model: &ResolvedModel) -> Result<TokenizerConfig> {
     TokenizerConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))
 }
 
+#[cfg(feature = "hub")]
 /// huggingface_local (and any other entry with a tokenizer): clemcore takes
 /// `custom_chat_template` when `premade_chat_template` is false, else the
 /// tokenizer's template, selected by `chat_template_language`.
 fn hf_source(model: &ResolvedModel, config: &Map<String, Value>) -> Result<Source> {
-    let custom = (!truthy(config.get("premade_chat_template")))
-        .then(|| str_of(config, "custom_chat_template"))
-        .flatten();
-    let (origin, template, tokenizer) = match custom {
-        Some(t) => {
+    // clemcore's flag is read as Python reads it (absent: the model's own).
+    let premade = config
+        .get("premade_chat_template")
+        .is_none_or(clemhost_pyfacts::truth::truthy);
+    let custom = str_of(config, "custom_chat_template");
+    let mut tokenizer = None;
+    let chosen = choose_template(TemplateRules::Transformers, premade, custom, || {
+        let tok = load_tokenizer(model)?;
+        let t = tok
+            .select_chat_template(str_of(config, "chat_template_language"))
+            .map_err(Error::msg)?;
+        tokenizer = Some(tok);
+        Ok::<_, Error>(Some(t))
+    })
+    .map_err(|e| match e {
+        ChoiceError::Model(e) => e,
+        other => Error::msg(format!("model {}: {other}", model.model_name())),
+    })?;
+    let origin = match (&chosen.origin, &tokenizer) {
+        (TemplateOrigin::Model, Some(tok)) => format!("{}: chat template", tok.dir.display()),
+        _ => {
             // The tokenizer still gives the special tokens, when it can be had.
-            let tokenizer = match str_of(&model.spec, "huggingface_id") {
-                None => None,
-                Some(_) => load_tokenizer(model)
+            if str_of(&model.spec, "huggingface_id").is_some() {
+                tokenizer = load_tokenizer(model)
                     .map_err(|e| {
                         tracing::warn!("rendering without the tokenizer's special tokens: {e}")
                     })
-                    .ok(),
-            };
-            let origin = format!(
+                    .ok();
+            }
+            format!(
                 "model {}: model_config.custom_chat_template",
                 model.model_name()
-            );
-            (origin, t.to_owned(), tokenizer)
-        }
-        None => {
-            let tok = load_tokenizer(model)?;
-            let t = tok
-                .select_chat_template(str_of(config, "chat_template_language"))
-                .map_err(Error::msg)?;
-            (
-                format!("{}: chat template", tok.dir.display()),
-                t,
-                Some(tok),
             )
         }
     };
+    let template = chosen.source;
     let mut extra = match config.get("chat_template_kwargs") {
         Some(Value::Object(m)) => m.clone(),
         _ => Map::new(),
@@ -431,95 +443,51 @@ fn hf_source(model: &ResolvedModel, config: &Map<String, Value>) -> Result<Sourc
     })
 }
 
-/// Finds the GGUF file of a llamacpp entry on disk (a file, a directory, or
-/// a snapshot in the HF cache, with `model_config.filename`).
+/// Finds the GGUF file of a llamacpp entry as the plugin does.
 fn gguf_path(model: &ResolvedModel, config: &Map<String, Value>) -> Result<PathBuf> {
     let id = huggingface_id(model)?;
-    let filename = str_of(config, "filename");
-    if Path::new(id).is_file() {
-        return Ok(PathBuf::from(id));
-    }
-    if let Some(f) = filename.map(Path::new) {
-        if f.is_absolute() && f.is_file() {
-            return Ok(f.to_path_buf());
-        }
-    }
-    let source = open_model(model)?;
-    match filename {
-        Some(f) => source
-            .file(f)
-            .map_err(|e| Error::msg(format!("model {}: {e}", model.model_name()))),
-        None if source.is_local() => only_gguf_in(model, Path::new(id)),
-        None => Err(Error::msg(format!(
-            "model {}: model_config.filename must name the GGUF file of the repo {id}",
-            model.model_name()
-        ))),
-    }
-}
-
-/// The only `.gguf` file of a directory.
-fn only_gguf_in(model: &ResolvedModel, dir: &Path) -> Result<PathBuf> {
-    let ggufs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| Error::msg(format!("{}: cannot list the directory: {e}", dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "gguf"))
-        .collect();
-    match ggufs.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => Err(Error::msg(format!(
-            "model {}: {} holds {} .gguf files; name one with model_config.filename",
-            model.model_name(),
-            dir.display(),
-            ggufs.len()
-        ))),
-    }
+    locate_gguf(
+        id,
+        str_of(config, "filename"),
+        &HubSettings::from_process_env(None),
+    )
+    .map_err(|e| Error::msg(format!("model {}: {e}", model.model_name())))
 }
 
 /// llamacpp: clemcore takes the GGUF's `tokenizer.chat_template` when
 /// `premade_chat_template` is true, else `custom_chat_template`; BOS/EOS
 /// are the GGUF's token texts, else `bos_string` / `eos_string`.
 fn llamacpp_source(model: &ResolvedModel, config: &Map<String, Value>) -> Result<Source> {
-    let premade = truthy(config.get("premade_chat_template"));
+    let premade = config
+        .get("premade_chat_template")
+        .is_none_or(clemhost_pyfacts::truth::truthy);
     let custom = str_of(config, "custom_chat_template");
-    let gguf = match (premade, custom) {
-        (false, Some(_)) => gguf_path(model, config)
-            .ok()
-            .and_then(|p| GgufMetadata::read(&p).ok().map(|m| (p, m))),
-        _ => {
-            let p = gguf_path(model, config)?;
-            let m = GgufMetadata::read(&p).map_err(|e| Error::msg(e.to_string()))?;
-            Some((p, m))
-        }
-    };
-    let (origin, template) = match (premade, custom, &gguf) {
-        (false, Some(t), _) => (
-            format!(
-                "model {}: model_config.custom_chat_template",
-                model.model_name()
-            ),
-            t.to_owned(),
-        ),
-        (true, _, Some((p, m))) => match m.chat_template() {
-            Some(t) => (
-                format!("{}: tokenizer.chat_template", p.display()),
-                t.to_owned(),
-            ),
-            None => {
-                return Err(Error::msg(format!(
-                    "{}: the GGUF file has no tokenizer.chat_template; set premade_chat_template \
-                     to false and give custom_chat_template in the registry entry",
-                    p.display()
-                )))
-            }
+    // The GGUF gives the BOS/EOS texts even when the custom template is used.
+    let gguf = match gguf_path(model, config) {
+        Ok(p) => match GgufMetadata::read(&p) {
+            Ok(m) => Ok((p, m)),
+            Err(e) => Err(Error::msg(e.to_string())),
         },
-        _ => {
-            return Err(Error::msg(format!(
-                "model {}: premade_chat_template is false but model_config.custom_chat_template \
-                 is missing",
-                model.model_name()
-            )))
-        }
+        Err(e) => Err(e),
     };
+    let chosen = choose_template(TemplateRules::Llamacpp, premade, custom, || {
+        gguf.as_ref()
+            .map(|(_, m)| m.chat_template().map(str::to_owned))
+            .map_err(|e| Error::msg(e.to_string()))
+    })
+    .map_err(|e| match e {
+        ChoiceError::Model(e) => e,
+        other => Error::msg(format!("model {}: {other}", model.model_name())),
+    })?;
+    let origin = match (chosen.origin, &gguf) {
+        (TemplateOrigin::Model, Ok((p, _))) => format!("{}: tokenizer.chat_template", p.display()),
+        _ => format!(
+            "model {}: model_config.custom_chat_template",
+            model.model_name()
+        ),
+    };
+    let template = chosen.source;
+    let gguf = gguf.ok();
     let mut tokens = Map::new();
     for (var, id_key, fallback) in [
         ("bos_token", "tokenizer.ggml.bos_token_id", "bos_string"),

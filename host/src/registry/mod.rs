@@ -48,16 +48,21 @@
 //! registered names; entries in the pre-1.0 format (backend settings at the
 //! top level instead of in `model_config`) are read, with a warning.
 
+pub mod append;
+mod error;
+mod legacy;
+mod load;
 pub mod locate;
-pub mod pyjson;
+mod suggest;
 pub mod unify;
 
-use crate::cli::GlobalArgs;
+pub use error::RegistryError;
+pub use legacy::LEGACY_MODEL_CONFIG_KEYS;
+
 use crate::error::Error;
-use locate::{position_of, Position};
+use locate::Position;
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 
 /// The registry shipped with clemhost (the repository's `model_registry.json`,
 /// compiled into the binary).
@@ -88,123 +93,6 @@ pub const PROGRAMMED_BACKEND: &str = "_player_programmed";
 
 /// The backend of the human player (no plugin).
 pub const HUMAN_BACKEND: &str = "_player_human";
-
-/// Settings that clembench before clemcore 1.0 wrote at the top level of an
-/// entry and that now live in `model_config`.
-pub const LEGACY_MODEL_CONFIG_KEYS: &[&str] = &[
-    "premade_chat_template",
-    "custom_chat_template",
-    "eos_to_cull",
-    "output_split_prefix",
-    "padding_side",
-    "requires_api_key",
-    "slow_tokenizer",
-    "multimodal",
-    "multimodality",
-    "thinking_mode",
-    "reasoning_model",
-    "extra_body",
-    "trust_remote_code",
-    "do_sample",
-    "load_in_8bit",
-    "load_in_4bit",
-    "attn_implementation",
-    "peft_model",
-    "chat_template_kwargs",
-    "chat_template_language",
-    "cot_output",
-    "cot_start_tag",
-    "cot_end_tag",
-    "cot_bypass",
-    "cot_effort",
-    "filename",
-    "additional_files",
-    "bos_string",
-    "eos_string",
-    "execute_on",
-    "gpu_layers_offloaded",
-    "model_class",
-    "processor_class",
-    "processor_config",
-    "mm_model_config",
-    "number_gpus",
-    "automodel_type",
-    "use_bf16",
-    "low_cpu_mem_usage",
-];
-
-/// What can go wrong reading a registry or resolving a model.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// A registry file could not be read.
-    #[error("{path}: cannot read the model registry: {source}; check the path (or leave the --registry option out)")]
-    Read {
-        /// The file as given.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// A registry file is not valid JSON.
-    #[error("{path}:{line}:{column}: the model registry is not valid JSON: {message}; fix the file and run again")]
-    Syntax {
-        /// The file as given.
-        path: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        column: usize,
-        /// serde_json's description.
-        message: String,
-    },
-    /// The top level is neither an array nor an object.
-    #[error("{path}: a model registry is a JSON array of entries (or one entry object), but this file holds {found}; wrap the entries in [ ... ]")]
-    NotEntries {
-        /// The file as given.
-        path: String,
-        /// What it holds instead.
-        found: &'static str,
-    },
-    /// An array element is not an object.
-    #[error("{location}: entry {index} of the model registry is {found}, not an object; every entry looks like {{\"model_name\": \"...\", \"backend\": \"...\"}}")]
-    EntryNotObject {
-        /// `path:line:column` of the element.
-        location: String,
-        /// 0-based index of the entry.
-        index: usize,
-        /// What it is instead.
-        found: &'static str,
-    },
-    /// An entry has no `backend`.
-    #[error("{location}: entry {index} ({name}) has no \"backend\"; add \"backend\": \"<plugin name>\" (e.g. \"openai\"), as every entry needs one")]
-    MissingBackend {
-        /// `path:line:column` of the entry.
-        location: String,
-        /// 0-based index of the entry.
-        index: usize,
-        /// Its `model_name`, or a placeholder.
-        name: String,
-    },
-    /// No entry at all to resolve against.
-    #[error("Model registry is empty. Load a model registry and try again. ({read})")]
-    Empty {
-        /// Which files were read.
-        read: String,
-    },
-    /// No entry unifies with the query.
-    #[error("No model spec unifies with model selector={selector}{hint}")]
-    NoMatch {
-        /// The query as compact JSON (as clemcore prints it).
-        selector: String,
-        /// Closest names, conflicting fields, files read (starts with a newline).
-        hint: String,
-    },
-}
-
-impl From<RegistryError> for Error {
-    fn from(e: RegistryError) -> Self {
-        Error::msg(e.to_string())
-    }
-}
 
 /// One registry entry and where it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -324,76 +212,6 @@ pub fn name_query(name: &str) -> Map<String, Value> {
 }
 
 impl Registry {
-    /// Reads the registries in lookup order: every `--registry FILE`, then
-    /// `./model_registry.json` if it exists, then the registry shipped with
-    /// clemhost unless `--no-default-registry`.
-    ///
-    /// A file that cannot be read or parsed is an error naming the file, the
-    /// line and the column. One exception, for clemcore compatibility: when
-    /// an entry of `./model_registry.json` has no `backend`, that whole file
-    /// is left out with a warning (clemcore drops it silently).
-    pub fn load(global: &GlobalArgs) -> crate::Result<Registry> {
-        let mut registry = Registry::default();
-        for path in &global.registries {
-            let text = read_file(path)?;
-            let lookup = absolute_string(path);
-            let entries = parse_entries(&text, &path.display().to_string(), &lookup, &lookup)?;
-            registry.push_file(lookup, entries);
-        }
-        let cwd_file = Path::new(CWD_REGISTRY_FILE);
-        if cwd_file.is_file() {
-            let text = read_file(cwd_file)?;
-            let lookup = absolute_string(cwd_file);
-            match parse_entries(&text, &lookup, &lookup, &lookup) {
-                Ok(entries) => registry.push_file(lookup, entries),
-                Err(e @ RegistryError::MissingBackend { .. }) => {
-                    tracing::warn!("{e}. The whole file {lookup} is ignored until then, as clemcore does; its models are not available");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        if !global.no_default_registry {
-            let entries = parse_entries(
-                SHIPPED_REGISTRY,
-                "the registry shipped with clemhost",
-                PACKAGED_LOOKUP_SOURCE,
-                SHIPPED_SOURCE,
-            )?;
-            registry.push_file(SHIPPED_SOURCE.to_string(), entries);
-        }
-        tracing::debug!(
-            "model registries read: {} ({} entries)",
-            registry.files.join(", "),
-            registry.entries.len()
-        );
-        Ok(registry)
-    }
-
-    /// A registry from one JSON text (an array of entries or one entry).
-    /// `label` names the text in errors; entries without `lookup_source` get
-    /// `lookup_source`, and `source` is what [`RegistryEntry::source`] says.
-    pub fn from_json_text(
-        text: &str,
-        label: &str,
-        lookup_source: &str,
-    ) -> Result<Registry, RegistryError> {
-        let entries = parse_entries(text, label, lookup_source, label)?;
-        let mut registry = Registry::default();
-        registry.push_file(label.to_string(), entries);
-        Ok(registry)
-    }
-
-    /// A registry from entries already in memory (no `lookup_source` added).
-    pub fn from_entries(entries: Vec<RegistryEntry>) -> Registry {
-        let mut files: Vec<String> = Vec::new();
-        for e in &entries {
-            if !files.contains(&e.source) {
-                files.push(e.source.clone());
-            }
-        }
-        Registry { entries, files }
-    }
-
     fn push_file(&mut self, source: String, entries: Vec<RegistryEntry>) {
         self.files.push(source);
         self.entries.extend(entries);
@@ -432,7 +250,7 @@ impl Registry {
             });
         }
         Err(RegistryError::NoMatch {
-            selector: pyjson::compact(&Value::Object(query.clone())),
+            selector: clemhost_pyfacts::json::compact(&Value::Object(query.clone())),
             hint: self.no_match_hint(query),
         })
     }
@@ -476,78 +294,6 @@ impl Registry {
             .filter(|n| !n.is_empty() && seen.insert(*n))
             .collect()
     }
-
-    /// Up to `max` registered names closest to `name` (closest first).
-    pub fn closest_names(&self, name: &str, max: usize) -> Vec<&str> {
-        let wanted = name.to_lowercase();
-        let mut scored: Vec<(usize, usize, usize, &str)> = self
-            .model_names()
-            .into_iter()
-            .enumerate()
-            .filter_map(|(order, candidate)| {
-                let c = candidate.to_lowercase();
-                // A name is also close when its start is (gpt-5 ~ gpt-4o-mini).
-                let start: String = c.chars().take(wanted.chars().count()).collect();
-                let distance = edit_distance(&wanted, &c).min(edit_distance(&wanted, &start) + 1);
-                let near = distance <= (wanted.chars().count() / 3).max(2);
-                let contains =
-                    !wanted.trim().is_empty() && (c.contains(wanted.trim()) || wanted.contains(&c));
-                let whole = edit_distance(&wanted, &c);
-                (near || contains).then_some((distance, whole, order, candidate))
-            })
-            .collect();
-        scored.sort();
-        scored.into_iter().take(max).map(|(_, _, _, n)| n).collect()
-    }
-
-    fn no_match_hint(&self, query: &Map<String, Value>) -> String {
-        let mut hint = String::new();
-        let name = query.get("model_name").and_then(Value::as_str);
-        if let Some(name) = name {
-            let same_name: Vec<&RegistryEntry> = self
-                .entries
-                .iter()
-                .filter(|e| e.model_name() == name)
-                .collect();
-            if same_name.is_empty() {
-                let close = self.closest_names(name, 5);
-                if close.is_empty() {
-                    hint.push_str(&format!(
-                        "\n  no registered model is named '{name}' or anything close; `clemhost models list` shows them all"
-                    ));
-                } else {
-                    hint.push_str(&format!(
-                        "\n  no registered model is named '{name}'; closest registered names: {}",
-                        close.join(", ")
-                    ));
-                }
-            } else {
-                for entry in same_name.iter().take(3) {
-                    let fields = conflicting_fields(query, &entry.spec);
-                    hint.push_str(&format!(
-                        "\n  '{name}' at {} (backend {}) differs in: {}",
-                        entry.location(),
-                        entry.backend(),
-                        fields.join(", ")
-                    ));
-                }
-            }
-        }
-        hint.push_str(&format!("\n  {}", self.files_read()));
-        hint
-    }
-}
-
-/// The top-level fields where `query` and `entry` disagree.
-fn conflicting_fields(query: &Map<String, Value>, entry: &Map<String, Value>) -> Vec<String> {
-    query
-        .iter()
-        .filter(|(k, v)| entry.get(*k).is_some_and(|e| unify::unify(v, e).is_none()))
-        .map(|(k, v)| {
-            let theirs = entry.get(k).map(pyjson::compact).unwrap_or_default();
-            format!("{k} (asked {}, registered {theirs})", pyjson::compact(v))
-        })
-        .collect()
 }
 
 /// The built-in player a query names, if any (only `model_name` is read;
@@ -570,184 +316,9 @@ fn builtin_player(query: &Map<String, Value>) -> Option<ResolvedModel> {
     })
 }
 
-fn read_file(path: &Path) -> Result<String, RegistryError> {
-    std::fs::read_to_string(path).map_err(|source| RegistryError::Read {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-/// The absolute form of `path` (relative to the working directory, symlinks
-/// not resolved), as clemcore writes `lookup_source`.
-fn absolute_string(path: &Path) -> String {
-    std::path::absolute(path)
-        .unwrap_or_else(|_| PathBuf::from(path))
-        .display()
-        .to_string()
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Parses a registry text into entries. `label` names the file in errors,
-/// `lookup_source` is added to entries without one, `source` is recorded.
-fn parse_entries(
-    text: &str,
-    label: &str,
-    lookup_source: &str,
-    source: &str,
-) -> Result<Vec<RegistryEntry>, RegistryError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| RegistryError::Syntax {
-        path: label.to_string(),
-        line: e.line(),
-        column: e.column(),
-        message: without_position(&e),
-    })?;
-    let (items, positions): (Vec<Value>, Vec<Option<Position>>) = match value {
-        Value::Array(items) => {
-            let starts = locate::top_level_starts(text);
-            let positions = (0..items.len())
-                .map(|i| starts.get(i).map(|&at| position_of(text, at)))
-                .collect();
-            (items, positions)
-        }
-        Value::Object(_) => {
-            let start = text.len() - text.trim_start().len();
-            (vec![value], vec![Some(position_of(text, start))])
-        }
-        other => {
-            return Err(RegistryError::NotEntries {
-                path: label.to_string(),
-                found: json_kind(&other),
-            })
-        }
-    };
-    let located = |position: Option<Position>| match position {
-        Some(p) => format!("{label}:{p}"),
-        None => label.to_string(),
-    };
-    let mut entries = Vec::with_capacity(items.len());
-    let mut legacy = Vec::new();
-    for (index, (item, position)) in items.into_iter().zip(positions).enumerate() {
-        let Value::Object(mut spec) = item else {
-            return Err(RegistryError::EntryNotObject {
-                location: located(position),
-                index,
-                found: json_kind(&item),
-            });
-        };
-        if !spec.contains_key("backend") {
-            let name = spec
-                .get("model_name")
-                .map(|n| match n {
-                    Value::String(s) => format!("model_name \"{s}\""),
-                    other => format!("model_name {other}"),
-                })
-                .unwrap_or_else(|| "no model_name either".into());
-            return Err(RegistryError::MissingBackend {
-                location: located(position),
-                index,
-                name,
-            });
-        }
-        if !spec.contains_key("lookup_source") {
-            spec.insert(
-                "lookup_source".into(),
-                Value::String(lookup_source.to_string()),
-            );
-        }
-        let moved = move_legacy_settings(&mut spec);
-        if !moved.is_empty() {
-            let name = str_field(&spec, "model_name").to_string();
-            legacy.push(format!("{name} ({})", moved.join(", ")));
-        }
-        entries.push(RegistryEntry {
-            spec,
-            source: source.to_string(),
-            position,
-        });
-    }
-    if !legacy.is_empty() {
-        tracing::warn!(
-                "{label}: {} entr{} in the old clembench format (backend settings at the top level): {}. They are read as if they were inside \"model_config\"; move them there, e.g. {{\"model_name\": ..., \"backend\": ..., \"model_config\": {{\"premade_chat_template\": true}}}}",
-                legacy.len(),
-                if legacy.len() == 1 { "y is" } else { "ies are" },
-                legacy.join("; ")
-        );
-    }
-    Ok(entries)
-}
-
-/// serde_json's message without its trailing "at line L column C" (the
-/// position is already in front of the message).
-fn without_position(e: &serde_json::Error) -> String {
-    let full = e.to_string();
-    match full.rfind(" at line ") {
-        Some(cut) => full[..cut].to_string(),
-        None => full,
-    }
-}
-
-/// Moves pre-1.0 top-level settings into `model_config` (a setting that
-/// `model_config` already has stays where it is). Returns the moved keys.
-fn move_legacy_settings(spec: &mut Map<String, Value>) -> Vec<String> {
-    let legacy: Vec<String> = spec
-        .keys()
-        .filter(|k| LEGACY_MODEL_CONFIG_KEYS.contains(&k.as_str()))
-        .cloned()
-        .collect();
-    if legacy.is_empty() {
-        return legacy;
-    }
-    if !matches!(spec.get("model_config"), None | Some(Value::Object(_))) {
-        return Vec::new();
-    }
-    let mut config = match spec.remove("model_config") {
-        Some(Value::Object(m)) => m,
-        _ => Map::new(),
-    };
-    let mut moved = Vec::new();
-    for key in legacy {
-        if config.contains_key(&key) {
-            continue;
-        }
-        if let Some(v) = spec.remove(&key) {
-            config.insert(key.clone(), v);
-            moved.push(key);
-        }
-    }
-    spec.insert("model_config".into(), Value::Object(config));
-    moved
-}
-
-/// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let above = row[j + 1];
-            row[j + 1] = (diagonal + usize::from(ca != *cb))
-                .min(above + 1)
-                .min(row[j] + 1);
-            diagonal = above;
-        }
-    }
-    row[b.len()]
-}
-
 #[cfg(test)]
 mod tests {
+    use super::suggest::edit_distance;
     use super::*;
     use serde_json::json;
 

@@ -258,52 +258,28 @@ pub struct Timestamp(chrono::NaiveDateTime);
 impl Timestamp {
     /// Now, in local time (Python's `datetime.now()`).
     pub fn now() -> Self {
-        Timestamp(chrono::Local::now().naive_local())
+        Timestamp(clemhost_pyfacts::time::now())
+    }
+
+    /// The local date and time itself.
+    pub fn local(&self) -> &chrono::NaiveDateTime {
+        &self.0
     }
 
     /// `datetime.isoformat()`: `2026-11-29T08:18:02.111796` (no fraction when it is zero).
     pub fn iso(&self) -> String {
-        self.format('T')
+        clemhost_pyfacts::time::isoformat(&self.0)
     }
 
     /// `str(datetime)`: `2026-11-29 08:18:02.111796`.
     pub fn python_str(&self) -> String {
-        self.format(' ')
-    }
-
-    fn format(&self, sep: char) -> String {
-        use chrono::Timelike;
-        let micros = self.0.nanosecond() / 1000 % 1_000_000;
-        let base = self.0.format(&format!("%Y-%m-%d{sep}%H:%M:%S")).to_string();
-        if micros == 0 {
-            base
-        } else {
-            format!("{base}.{micros:06}")
-        }
+        clemhost_pyfacts::time::datetime(&self.0)
     }
 
     /// Time since `earlier` (zero when negative).
     pub fn since(&self, earlier: &Timestamp) -> std::time::Duration {
         (self.0 - earlier.0).to_std().unwrap_or_default()
     }
-}
-
-/// `str(timedelta)`: `0:00:00.016489`, `1 day, 2:03:04`.
-pub fn python_timedelta(d: std::time::Duration) -> String {
-    let total = d.as_secs();
-    let micros = d.subsec_micros();
-    let days = total / 86_400;
-    let rest = total % 86_400;
-    let (h, m, s) = (rest / 3600, rest % 3600 / 60, rest % 60);
-    let mut out = String::new();
-    if days > 0 {
-        out.push_str(&format!("{days} day{}, ", if days == 1 { "" } else { "s" }));
-    }
-    out.push_str(&format!("{h}:{m:02}:{s:02}"));
-    if micros > 0 {
-        out.push_str(&format!(".{micros:06}"));
-    }
-    out
 }
 
 /// Seconds as Python's `timedelta.total_seconds()` (microsecond precision).
@@ -382,10 +358,16 @@ pub mod files {
 }
 
 /// Every episode directory under `dir` (directories that hold an
-/// `interactions.json`), sorted by path. Symbolic links to directories are
-/// not followed, so a link loop in the tree (`ln -s . self`) neither
-/// repeats episodes nor hangs the walk.
+/// `interactions.json`), sorted by path. See [`dirs_holding`].
 pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
+    dirs_holding(dir, files::INTERACTIONS)
+}
+
+/// Every directory under `dir` (itself included) that holds a regular file
+/// called `file_name`, sorted by path. Symbolic links are not followed, so
+/// a link loop in the tree (`ln -s . self`) neither repeats directories nor
+/// hangs the walk; every walk over a results tree goes through here.
+pub fn dirs_holding(dir: &Path, file_name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -398,7 +380,7 @@ pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
             };
             if kind.is_dir() {
                 stack.push(entry.path());
-            } else if kind.is_file() && entry.file_name() == files::INTERACTIONS {
+            } else if kind.is_file() && entry.file_name() == file_name {
                 out.push(d.clone());
             }
         }
@@ -571,17 +553,8 @@ mod tests {
     }
 
     #[test]
-    fn timedelta_matches_python() {
+    fn total_seconds_match_python() {
         use std::time::Duration;
-        assert_eq!(
-            python_timedelta(Duration::from_micros(16_489)),
-            "0:00:00.016489"
-        );
-        assert_eq!(python_timedelta(Duration::from_secs(3723)), "1:02:03");
-        assert_eq!(
-            python_timedelta(Duration::from_secs(90_000)),
-            "1 day, 1:00:00"
-        );
         assert_eq!(python_seconds(Duration::from_micros(16_489)), 0.016489);
     }
 
@@ -613,8 +586,13 @@ mod tests {
     #[test]
     fn only_this_process_temp_files_count_as_its_own() {
         let pid = std::process::id();
-        assert!(is_own_temp_file(&format!(".interactions.json.{pid}.00ab.tmp")));
-        assert!(!is_own_temp_file(&format!(".interactions.json.{}.00ab.tmp", pid + 1)));
+        assert!(is_own_temp_file(&format!(
+            ".interactions.json.{pid}.00ab.tmp"
+        )));
+        assert!(!is_own_temp_file(&format!(
+            ".interactions.json.{}.00ab.tmp",
+            pid + 1
+        )));
         assert!(!is_own_temp_file("interactions.json"));
         assert!(!is_own_temp_file(&format!(".x.{pid}.tmp.bak")));
     }

@@ -5,8 +5,9 @@ use super::limits::{sleep_unless_stopped, Limiter, RetryPolicy};
 use super::StopToken;
 use crate::games::{CallRecord, ChatModel, ModelReply};
 use crate::plugins::ModelHandle;
-use crate::results::{python_timedelta, Timestamp};
+use crate::results::Timestamp;
 use clemhost_plugin_sdk::{BackendError, ErrorKind, GenArgs, GenerateRequest, Generation, Message};
+use clemhost_pyfacts::record::clem_player;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,8 +23,8 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct PluginModel {
     name: String,
     handle: ModelHandle,
-    /// Add clemcore's `clem_player` object to recorded responses (every
-    /// backend but llamacpp, as clemcore does).
+    /// Add clemcore's `clem_player` object to recorded responses (unless the
+    /// plugin's manifest says `raw_response_as_is`, as llamacpp's does).
     decorate: bool,
     gen_args: GenArgs,
     limiters: Vec<Arc<Limiter>>,
@@ -34,21 +35,12 @@ pub struct PluginModel {
 }
 
 /// How every call of a model is made: retries and the deadline.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CallSettings {
     /// When and how often a failed call is tried again.
     pub retry: RetryPolicy,
     /// The most time one call may take (`--timeout`); `None`: no deadline.
     pub timeout: Option<Duration>,
-}
-
-impl Default for CallSettings {
-    fn default() -> Self {
-        CallSettings {
-            retry: RetryPolicy::default(),
-            timeout: None,
-        }
-    }
 }
 
 /// What all calls of a run share: totals for the summary and the benchmark.
@@ -183,16 +175,6 @@ fn cancelled() -> BackendError {
     BackendError::new(ErrorKind::Cancelled, "the run was interrupted")
 }
 
-/// clemcore's `clem_player` object.
-fn clem_player(start: &Timestamp, took: Duration, text: &str, model: &str) -> Value {
-    json!({
-        "call_start": start.python_str(),
-        "call_duration": python_timedelta(took),
-        "response": text,
-        "model_name": model,
-    })
-}
-
 impl ChatModel for PluginModel {
     fn name(&self) -> &str {
         &self.name
@@ -242,7 +224,7 @@ impl PluginModel {
                     if self.decorate && !response.contains_key("clem_player") {
                         response.insert(
                             "clem_player".into(),
-                            clem_player(&start, took, &g.text, &self.name),
+                            clem_player(start.local(), took, &g.text, &self.name),
                         );
                     }
                     attempts.push(CallRecord {
@@ -268,7 +250,7 @@ impl PluginModel {
                             prompt: serde_json::to_value(messages)
                                 .expect("messages serialise to JSON"),
                             response: if self.decorate {
-                                json!({"clem_player": clem_player(&start, took, "", &self.name)})
+                                json!({"clem_player": clem_player(start.local(), took, "", &self.name)})
                             } else {
                                 json!({})
                             },

@@ -39,8 +39,7 @@ use crate::results::schema::{
     PlayerModels, RunRecord,
 };
 use crate::results::{
-    self, files, python_seconds, python_timedelta, EpisodeFolder, ResultsError, RunFolder,
-    Timestamp,
+    self, files, python_seconds, EpisodeFolder, ResultsError, RunFolder, Timestamp,
 };
 use clemhost_plugin_sdk::GenArgs;
 use serde_json::{Map, Value};
@@ -411,7 +410,7 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
             game_path: run.game_path.clone(),
             benchmark_start: benchmark_start.iso(),
             benchmark_end: benchmark_end.iso(),
-            duration: python_timedelta(took),
+            duration: clemhost_pyfacts::time::timedelta(took),
             duration_seconds: python_seconds(took),
             num_instances: summary.episodes as u64,
         },

@@ -162,15 +162,8 @@ pub fn open_models(
                     .to_string();
                 let plugin = crate::plugins::load_backend(plugins, &backend)?;
                 let caps = plugin.manifest().capabilities.clone();
-                if keys.is_none() && caps.key_name.is_some() {
-                    keys = Some(crate::keys::KeyStore::load()?);
-                }
-                let keys = keys.as_ref();
-                let credentials = match (&caps.key_name, keys) {
-                    (Some(k), Some(ks)) if caps.requires_key => Some(ks.require_for(&backend, k)?),
-                    (Some(k), Some(ks)) => ks.credentials(k),
-                    _ => None,
-                };
+                let credentials =
+                    crate::keys::credentials_for_model(&mut keys, &backend, &caps, &spec)?;
                 let config = ModelConfig {
                     spec: spec.clone(),
                     credentials,
@@ -209,9 +202,8 @@ pub fn open_models(
                         .or_insert_with(|| Arc::new(Limiter::new(m, 0.0)));
                     limiters.push(l.clone());
                 }
-                // clemcore decorates every backend's responses with
-                // `clem_player` except llamacpp's.
-                let decorate = backend != "llamacpp";
+                // The plugin says whether clemcore's backend adds `clem_player`.
+                let decorate = !caps.raw_response_as_is;
                 let chat = Arc::new(PluginModel::new(
                     name,
                     handle,

@@ -7,12 +7,8 @@ use crate::util::*;
 
 fn echo_env() -> TestEnv {
     let env = TestEnv::new();
-    std::fs::create_dir_all(env.path().join("plugins")).unwrap();
-    std::fs::copy(
-        built_plugin("echo"),
-        env.path().join("plugins/libecho_api.so"),
-    )
-    .unwrap();
+    // The echo plugin is installed next to the clemhost binary under test.
+    assert!(built_plugin("echo").exists());
     env.write(
         "model_registry.json",
         r#"[{"model_name": "leaky", "backend": "echo", "model_config": {"reply": "GREET: Hello {name}, welcome!<|eot_id|>"}},

@@ -375,6 +375,88 @@ fn malformed_registry_files_name_path_line_and_column() {
 }
 
 #[test]
+fn non_string_backend_or_model_name_is_refused_with_the_field_and_fix() {
+    let env = TestEnv::new();
+    env.write(
+        "types.json",
+        "[\n  {\"model_name\": \"a\", \"backend\": \"b\"},\n  {\"model_name\": \"c\", \"backend\": 123}\n]",
+    );
+    let out = env.run(&["models", "list", "--registry", "types.json"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("types.json:3:3: entry 1: \"backend\" is a number, but it must be a string"),
+        "{err}"
+    );
+    assert!(err.contains("\"backend\": \"openai\""), "the fix: {err}");
+    env.write("names.json", r#"[{"model_name": ["a"], "backend": "b"}]"#);
+    let out = env.run(&["models", "list", "--registry", "names.json"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("names.json:1:2: entry 0: \"model_name\" is an array"),
+        "{err}"
+    );
+}
+
+#[test]
+fn duplicate_keys_warn_with_both_lines_and_the_later_value_counts() {
+    let env = TestEnv::new();
+    env.write(
+        "dup.json",
+        "[{\"model_name\": \"m\",\n  \"backend\": \"x\",\n  \"backend\": \"echo\"}]",
+    );
+    let out = env.run(&[
+        "models",
+        "show",
+        "m",
+        "--registry",
+        "dup.json",
+        "--no-default-registry",
+    ]);
+    let (so, se) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{se}");
+    assert!(
+        se.contains("dup.json:3:3: the key \"backend\" appears again (first at line 2, column 3)"),
+        "{se}"
+    );
+    assert!(so.contains("echo"), "the later value is used: {so}");
+}
+
+#[test]
+fn a_utf8_byte_order_mark_is_accepted() {
+    let env = TestEnv::new();
+    env.write(
+        "bom.json",
+        "\u{feff}[{\"model_name\": \"m\", \"backend\": \"echo\"}]",
+    );
+    let out = env.run(&["models", "show", "m", "--registry", "bom.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn a_registry_of_twenty_thousand_entries_loads_with_positions() {
+    // Positions used to be found by rescanning the text for every entry
+    // (2.6 s for 20k entries); this checks the result, not the time.
+    let env = TestEnv::new();
+    let mut text = String::from("[\n");
+    for i in 0..20_000 {
+        text.push_str(&format!(
+            "  {{\"model_name\": \"m{i}\", \"backend\": \"echo\"}},\n"
+        ));
+    }
+    text.push_str("  {\"model_name\": \"last\"}\n]\n");
+    env.write("big.json", &text);
+    let out = env.run(&["models", "list", "--registry", "big.json"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("big.json:20002:3: entry 20000 (model_name \"last\") has no \"backend\""),
+        "{err}"
+    );
+}
+
+#[test]
 fn cwd_registry_without_backend_is_ignored_with_a_warning() {
     let env = TestEnv::new();
     env.write(

@@ -16,7 +16,8 @@ use clemhost_plugin_sdk::{
     Backend, BackendError, BackendInfo, Capabilities, Ctx, GenerateRequest, Generation,
     ModelConfig, Timings, Usage,
 };
-use std::time::{Duration, Instant, SystemTime};
+use clemhost_pyfacts::{record, time};
+use std::time::{Duration, Instant};
 
 /// One echo model.
 pub struct Echo {
@@ -41,48 +42,6 @@ fn guest_name(text: &str) -> Option<String> {
         }
     }
     None
-}
-
-/// Formats a time like Python's `str(datetime)`: `2026-11-29 08:25:17.810570`.
-fn python_datetime(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs() as i64;
-    let micros = d.subsec_micros();
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), UTC.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = if month <= 2 { y + 1 } else { y };
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{micros:06}",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-/// Formats a duration like Python's `str(timedelta)`: `0:00:00.000009`.
-fn python_timedelta(d: Duration) -> String {
-    let s = d.as_secs();
-    let micros = d.subsec_micros();
-    if micros == 0 {
-        format!("{}:{:02}:{:02}", s / 3600, (s % 3600) / 60, s % 60)
-    } else {
-        format!(
-            "{}:{:02}:{:02}.{micros:06}",
-            s / 3600,
-            (s % 3600) / 60,
-            s % 60
-        )
-    }
 }
 
 impl Backend for Echo {
@@ -131,7 +90,7 @@ impl Backend for Echo {
 
     fn generate(&self, request: GenerateRequest, ctx: &Ctx) -> Result<Generation, BackendError> {
         let started = Instant::now();
-        let call_start = SystemTime::now();
+        let call_start = time::now();
         let last = request
             .messages
             .last()
@@ -171,12 +130,7 @@ impl Backend for Echo {
                 "completion_tokens": completion_tokens,
                 "total_tokens": prompt_tokens + completion_tokens
             },
-            "clem_player": {
-                "call_start": python_datetime(call_start),
-                "call_duration": python_timedelta(elapsed),
-                "response": text,
-                "model_name": self.name
-            }
+            "clem_player": record::clem_player(&call_start, elapsed, &text, &self.name)
         });
         Ok(Generation {
             prompt: json!({
@@ -204,14 +158,6 @@ clemhost_plugin_sdk::export_backend!(Echo);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn python_formats() {
-        assert_eq!(python_timedelta(Duration::from_micros(9)), "0:00:00.000009");
-        assert_eq!(python_timedelta(Duration::from_secs(3725)), "1:02:05");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_795_854_317_810_570);
-        assert_eq!(python_datetime(t), "2026-11-28 08:25:17.810570");
-    }
 
     #[test]
     fn finds_the_guest_name() {

@@ -11,6 +11,7 @@ use crate::tokenizer::TextTokenizer;
 use candle_core::Device;
 use clemhost_local_common::clean::{CleanSettings, OutputCleaner};
 use clemhost_local_common::template::{ChatTemplate, RenderInput};
+use clemhost_local_common::template_choice::{choose_template, TemplateRules};
 use clemhost_local_common::tokenizer_config::{GenerationConfig, HfConfig, TokenizerConfig};
 use clemhost_local_common::{context, messages};
 use clemhost_plugin_sdk::{BackendError, GenArgs, Message, ModelConfig};
@@ -277,17 +278,21 @@ impl Engine {
             .unwrap_or_default();
         let tokenizer = TextTokenizer::load(dir, &tok_cfg)?;
 
-        let source = if settings.premade_chat_template || settings.custom_chat_template.is_none() {
-            if !settings.premade_chat_template {
-                log::info!("{name}: premade_chat_template is false and no custom_chat_template given; using the tokenizer's template");
-            }
-            tok_cfg
-                .select_chat_template(settings.chat_template_language.as_deref())
-                .map_err(Error::Template)?
-        } else {
-            settings.custom_chat_template.clone().unwrap_or_default()
-        };
-        let template = ChatTemplate::new(&source).map_err(config_err)?;
+        if !settings.premade_chat_template && settings.custom_chat_template.is_none() {
+            log::info!("{name}: premade_chat_template is false and no custom_chat_template given; using the tokenizer's template");
+        }
+        let chosen = choose_template(
+            TemplateRules::Transformers,
+            settings.premade_chat_template,
+            settings.custom_chat_template.as_deref(),
+            || {
+                tok_cfg
+                    .select_chat_template(settings.chat_template_language.as_deref())
+                    .map(Some)
+            },
+        )
+        .map_err(|e| Error::Template(e.to_string()))?;
+        let template = ChatTemplate::new(&chosen.source).map_err(config_err)?;
         let mut render_base = RenderInput::new(Vec::new());
         render_base.add_generation_prompt = true;
         render_base.bos_token = tok_cfg.bos_token().map(str::to_string);

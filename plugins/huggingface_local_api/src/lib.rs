@@ -36,7 +36,6 @@ pub mod families;
 pub mod linear;
 pub mod sampling;
 pub mod source;
-mod timefmt;
 pub mod tokenizer;
 
 use clemhost_plugin_sdk::serde_json::{json, Value};
@@ -91,6 +90,9 @@ impl Backend for HuggingfaceLocal {
                 remote: false,
                 key_name: Some("huggingface".into()),
                 requires_key: false,
+                key_env: vec!["HF_TOKEN".into()],
+                key_required_flag: Some("requires_api_key".into()),
+                ..Capabilities::default()
             },
         }
     }
@@ -108,7 +110,7 @@ impl Backend for HuggingfaceLocal {
     }
 
     fn generate(&self, request: GenerateRequest, ctx: &Ctx) -> Result<Generation, BackendError> {
-        let call_start = chrono::Local::now();
+        let call_start = clemhost_pyfacts::time::now();
         let started = Instant::now();
         let gen = request.gen_args.unwrap_or_else(|| self.gen_args.clone());
         let prepared = self.engine.prepare(&request.messages, &gen)?;
@@ -124,12 +126,12 @@ impl Backend for HuggingfaceLocal {
         if let Some(cot) = &done.cot_content {
             response["cot_content"] = Value::String(cot.clone());
         }
-        response["clem_player"] = json!({
-            "call_start": timefmt::py_datetime(call_start),
-            "call_duration": timefmt::py_timedelta(duration),
-            "response": done.text,
-            "model_name": self.engine.name(),
-        });
+        response["clem_player"] = clemhost_pyfacts::record::clem_player(
+            &call_start,
+            duration,
+            &done.text,
+            self.engine.name(),
+        );
         Ok(Generation {
             prompt,
             response,

@@ -34,6 +34,7 @@ pub mod settings;
 pub mod source;
 
 use clemhost_local_common::clean::{CleanSettings, OutputCleaner};
+use clemhost_local_common::template_choice::{choose_template, TemplateOrigin, TemplateRules};
 use clemhost_local_common::{context, messages};
 use clemhost_plugin_sdk::serde_json::{json, Value};
 use clemhost_plugin_sdk::{
@@ -146,6 +147,12 @@ impl Backend for LlamaCpp {
                 remote: false,
                 key_name: Some("huggingface".into()),
                 requires_key: false,
+                key_env: vec!["HF_TOKEN".into()],
+                key_required_flag: Some("requires_api_key".into()),
+                // clemcore's llamacpp backend records its response without
+                // `clem_player`.
+                raw_response_as_is: true,
+                ..Capabilities::default()
             },
         }
     }
@@ -175,7 +182,7 @@ impl Backend for LlamaCpp {
             &model,
             &settings.huggingface_id,
             settings.filename.as_deref(),
-            &source::HubAccess::from_env(token),
+            &clemhost_local_common::hub::HubSettings::from_process_env(token),
         )?;
         let threads = settings.threads.unwrap_or_else(settings::physical_cores);
         let started = Instant::now();
@@ -200,36 +207,29 @@ impl Backend for LlamaCpp {
             engine.parallel(),
         );
         let llama = engine.model();
-        let (template_source, source_name) = if settings.premade_chat_template {
-            match llama.meta_val_str("tokenizer.chat_template") {
-                Ok(t) if !t.is_empty() => (t, "the GGUF metadata (tokenizer.chat_template)".to_string()),
-                _ => match &settings.custom_chat_template {
-                    Some(t) => (t.clone(), "model_config.custom_chat_template".to_string()),
-                    None => {
-                        return Err(BackendError::invalid_request(format!(
-                            "model '{model}': premade_chat_template is true but {} has no tokenizer.chat_template; \
-                             set model_config.custom_chat_template",
-                            path.display()
-                        )))
-                    }
-                },
-            }
-        } else {
-            match &settings.custom_chat_template {
-                Some(t) => (t.clone(), "model_config.custom_chat_template".to_string()),
-                None => {
-                    return Err(BackendError::invalid_request(format!(
-                        "model '{model}': premade_chat_template is false and model_config.custom_chat_template \
-                         is not set; set one of them"
-                    )))
-                }
-            }
+        let chosen = choose_template(
+            TemplateRules::Llamacpp,
+            settings.premade_chat_template,
+            settings.custom_chat_template.as_deref(),
+            || {
+                Ok::<_, std::convert::Infallible>(
+                    llama.meta_val_str("tokenizer.chat_template").ok(),
+                )
+            },
+        )
+        .map_err(|e| {
+            BackendError::invalid_request(format!("model '{model}' ({}): {e}", path.display()))
+        })?;
+        let source_name = match chosen.origin {
+            TemplateOrigin::Model => "the GGUF metadata (tokenizer.chat_template)",
+            TemplateOrigin::Custom => "model_config.custom_chat_template",
         };
+        let template_source = chosen.source;
         let bos = special_token_text(llama, "tokenizer.ggml.bos_token_id")
             .or_else(|| settings.bos_string.clone());
         let eos = special_token_text(llama, "tokenizer.ggml.eos_token_id")
             .or_else(|| settings.eos_string.clone());
-        let prompt = chat::PromptBuilder::new(&model, &template_source, &source_name, bos, eos)?;
+        let prompt = chat::PromptBuilder::new(&model, &template_source, source_name, bos, eos)?;
         let special: Vec<String> = {
             let vocab = llama.vocab();
             (0..llama.n_vocab())

@@ -2,9 +2,10 @@
 //! layout (`models--org--name/snapshots/<rev>/<file>` + `refs/main`).
 
 use crate::env;
+use clemhost_local_common::hub::HubSettings;
 use clemhost_plugin_sdk::serde_json::json;
 use clemhost_plugin_sdk::{ErrorKind, GenArgs, GenerateRequest, Message, ModelConfig};
-use llamacpp_api::source::{resolve_gguf, HubAccess};
+use llamacpp_api::source::resolve_gguf;
 use std::path::Path;
 use std::sync::atomic::AtomicU8;
 
@@ -26,10 +27,10 @@ fn repo_ids_resolve_from_a_prefilled_cache_and_offline_misses_are_explained() {
     let Some(gguf) = env::smollm2() else { return };
     let hub = tempfile::tempdir().expect("temp dir");
     fill_cache(hub.path(), &gguf, "smollm2.gguf");
-    let access = HubAccess {
+    let access = HubSettings {
         cache_dir: hub.path().to_path_buf(),
         offline: true,
-        token: None,
+        ..HubSettings::default()
     };
     let found =
         resolve_gguf("m", REPO, Some("smollm2.gguf"), &access).expect("cached file is found");
@@ -55,10 +56,10 @@ fn a_local_directory_with_one_gguf_needs_no_filename() {
     let Some(gguf) = env::smollm2() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
     std::os::unix::fs::symlink(&gguf, dir.path().join("model.gguf")).expect("link");
-    let access = HubAccess {
+    let access = HubSettings {
         cache_dir: dir.path().join("no-hub"),
         offline: true,
-        token: None,
+        ..HubSettings::default()
     };
     let dir_id = dir.path().to_string_lossy().into_owned();
     let found = resolve_gguf("m", &dir_id, None, &access).expect("the only .gguf");

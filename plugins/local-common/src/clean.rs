@@ -98,7 +98,7 @@ impl CleanSettings {
     ) -> Result<Self, CleanError> {
         let cot_output = match model_config.get("cot_output") {
             None | Some(Value::Null) => false,
-            Some(v) => truthy(v),
+            Some(v) => clemhost_pyfacts::truth::truthy(v),
         };
         Ok(CleanSettings {
             eos_to_cull: opt_string(model_config, "eos_to_cull")?,
@@ -108,18 +108,6 @@ impl CleanSettings {
             cot_start_tag: opt_string(model_config, "cot_start_tag")?,
             cot_end_tag: opt_string(model_config, "cot_end_tag")?,
         })
-    }
-}
-
-/// Python truthiness of a JSON value.
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty(),
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Where a model's files come from (feature `hub`): `huggingface_id` is a
+//! Where a model's files come from: `huggingface_id` is a
 //! local directory or a Hub repo id. Repo files are fetched with `hf-hub`
 //! into the standard HuggingFace cache, the layout transformers uses, so a
 //! model downloaded by either is found by both.
@@ -11,9 +11,12 @@
 //!   `huggingface` key when an entry sets `requires_api_key: true`);
 //! - `HF_ENDPOINT` is another Hub address (a mirror).
 
-use std::path::{Path, PathBuf};
+#[cfg(feature = "hub")]
+use std::path::Path;
+use std::path::PathBuf;
 
 /// A failure to find or fetch a model's files.
+#[cfg(feature = "hub")]
 #[derive(Debug, thiserror::Error)]
 pub enum HubError {
     /// The id is neither a directory nor an `org/name` repo id.
@@ -42,32 +45,29 @@ pub struct HubSettings {
     pub endpoint: Option<String>,
 }
 
-fn truthy(v: &str) -> bool {
-    matches!(
-        v.trim().to_ascii_lowercase().as_str(),
-        "1" | "true" | "yes" | "on"
-    )
-}
-
 impl HubSettings {
     /// Settings from an environment lookup (`|k| std::env::var(k).ok()` in
     /// production); `token` (from a key file) wins over `HF_TOKEN`.
     pub fn from_env(var: impl Fn(&str) -> Option<String>, token: Option<String>) -> Self {
         let nonempty = |k: &str| var(k).filter(|v| !v.trim().is_empty());
+        let home = nonempty("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        // `~` and `~/...` as Python's `expanduser` reads them.
+        let expand = |p: String| match p.strip_prefix('~') {
+            Some("") => home.clone(),
+            Some(rest) if rest.starts_with('/') => home.join(&rest[1..]),
+            _ => PathBuf::from(p),
+        };
         let cache_dir = match (nonempty("HF_HUB_CACHE"), nonempty("HF_HOME")) {
-            (Some(dir), _) => PathBuf::from(dir),
-            (None, Some(home)) => PathBuf::from(home).join("hub"),
-            (None, None) => {
-                let home = nonempty("HOME")
-                    .map(PathBuf::from)
-                    .unwrap_or_else(|| PathBuf::from("."));
-                home.join(".cache").join("huggingface").join("hub")
-            }
+            (Some(dir), _) => expand(dir),
+            (None, Some(hf_home)) => expand(hf_home).join("hub"),
+            (None, None) => home.join(".cache").join("huggingface").join("hub"),
         };
         HubSettings {
             cache_dir,
             offline: nonempty("HF_HUB_OFFLINE")
-                .map(|v| truthy(&v))
+                .map(|v| clemhost_pyfacts::truth::env_true(&v))
                 .unwrap_or(false),
             token: token.or_else(|| nonempty("HF_TOKEN")),
             endpoint: nonempty("HF_ENDPOINT"),
@@ -81,6 +81,7 @@ impl HubSettings {
 }
 
 /// A model's files: a local directory, or a Hub repo reached through the cache.
+#[cfg(feature = "hub")]
 pub struct ModelSource {
     id: String,
     local: Option<PathBuf>,
@@ -89,6 +90,7 @@ pub struct ModelSource {
     settings: HubSettings,
 }
 
+#[cfg(feature = "hub")]
 impl ModelSource {
     /// Opens `huggingface_id`: an existing directory is used as it is;
     /// `org/name` is a Hub repo (nothing is downloaded yet).
@@ -217,6 +219,8 @@ mod tests {
             (s.cache_dir, s.offline, s.token.as_deref()),
             (PathBuf::from("/c"), false, Some("t"))
         );
+        let s = HubSettings::from_env(env(&[("HF_HOME", "~/hf"), ("HOME", "/u")]), None);
+        assert_eq!(s.cache_dir, PathBuf::from("/u/hf/hub"));
         let s = HubSettings::from_env(env(&[("HF_TOKEN", "t"), ("HOME", "/u")]), Some("k".into()));
         assert_eq!(
             (s.cache_dir, s.token.as_deref()),
@@ -224,6 +228,7 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "hub")]
     #[test]
     fn a_pre_filled_cache_serves_files_offline() {
         let cache = tempfile::tempdir().unwrap();
@@ -248,6 +253,7 @@ mod tests {
         assert!(src.optional_file("generation_config.json").is_none());
     }
 
+    #[cfg(feature = "hub")]
     #[test]
     fn local_directories_and_bad_ids() {
         let dir = tempfile::tempdir().unwrap();

@@ -9,18 +9,24 @@
 //!   `apply_chat_template(..., tokenize=False)` does;
 //!   [`TemplateError::Raised`](template::TemplateError::Raised) carries the
 //!   template's own `raise_exception` message.
+//! - [`template_choice`]: which template an entry is rendered with
+//!   (custom or the model's own), by clemcore's rules for each backend.
 //! - [`tokenizer_config`]: a model directory's `tokenizer_config.json` (chat
 //!   template, special tokens, added tokens, `model_max_length`),
 //!   `generation_config.json` and `config.json`.
-//! - [`messages`]: clemcore's `ensure_alternating_roles` preprocessing.
+//! - [`messages`]: clemcore's `ensure_alternating_roles` preprocessing
+//!   (re-exported from `clemhost-pyfacts`).
 //! - [`context`]: context-size parsing and resolution, and the context check
 //!   with clemcore's `context_exceeded` error.
 //! - [`clean`]: the output cleaning steps (prompt removal, split prefix, pad
 //!   purge, `eos_to_cull`, chain-of-thought split), with the fix for
 //!   clemcore bug #118.
-//! - `hub` (feature `hub`): `huggingface_id` → files, from a local
-//!   directory or the Hub through the standard HF cache.
+//! - [`hub`]: the HF environment ([`HubSettings`](hub::HubSettings)); with the
+//!   feature `hub`, `huggingface_id` → files, from a local directory or the
+//!   Hub through the standard HF cache.
 //! - [`gguf`]: a GGUF file's metadata (chat template, BOS/EOS token texts).
+//! - [`gguf_file`]: which GGUF file an entry means (Hub repos need the
+//!   feature `hub`).
 //! - [`pystr`]: the Python string behaviour the others need (`strip`,
 //!   `rsplit`, `strftime`).
 //!
@@ -45,12 +51,13 @@
 pub mod clean;
 pub mod context;
 pub mod gguf;
-#[cfg(feature = "hub")]
+pub mod gguf_file;
 pub mod hub;
-pub mod messages;
+/// clemcore's `ensure_alternating_roles` (it lives in `clemhost-pyfacts`,
+/// shared with the host and the remote backends).
+pub use clemhost_pyfacts::messages;
 mod pyjson;
 pub mod pystr;
 pub mod template;
+pub mod template_choice;
 pub mod tokenizer_config;
-
-pub use pyjson::float_repr;

@@ -1,5 +1,5 @@
-//! transformers' `tojson` template filter, which is Python's `json.dumps`,
-//! and Python's `repr()` of floats.
+//! transformers' `tojson` template filter, which is Python's `json.dumps`
+//! (its string and float spelling come from `clemhost-pyfacts`).
 //!
 //! transformers replaces jinja2's HTML-safe `tojson` with
 //! `json.dumps(x, ensure_ascii=False, indent=None, separators=None,
@@ -218,11 +218,7 @@ fn write_number(out: &mut String, value: &Value) {
         let _ = write!(out, "{value}");
     } else {
         match f64::try_from(value.clone()) {
-            Ok(f) if f.is_nan() => out.push_str("NaN"),
-            Ok(f) if f.is_infinite() => {
-                out.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" })
-            }
-            Ok(f) => out.push_str(&float_repr(f)),
+            Ok(f) => out.push_str(&clemhost_pyfacts::float::json(f)),
             Err(_) => {
                 let _ = write!(out, "{value}");
             }
@@ -230,118 +226,14 @@ fn write_number(out: &mut String, value: &Value) {
     }
 }
 
-/// Writes a JSON string the way Python's encoder does.
 fn write_string(out: &mut String, s: &str, ensure_ascii: bool) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c if ensure_ascii && (c as u32) > 0x7e => {
-                let mut buf = [0u16; 2];
-                for unit in c.encode_utf16(&mut buf) {
-                    let _ = write!(out, "\\u{unit:04x}");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-/// Python's `repr(float)`: the shortest text that reads back as the same
-/// number, in positional form for exponents -4..16 (always with a `.`), else
-/// in scientific form with a signed, at least two-digit exponent.
-pub fn float_repr(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    // `{:e}` gives the shortest round-trip digits: "-1.2345e-5", "1e20".
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci
-        .split_once('e')
-        .expect("Rust's {:e} float format always contains an 'e'");
-    let exp: i32 = exp
-        .parse()
-        .expect("Rust's {:e} float format has an integer exponent");
-    let (sign, mantissa) = match mantissa.strip_prefix('-') {
-        Some(m) => ("-", m),
-        None => ("", mantissa),
-    };
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    if (-4..16).contains(&exp) {
-        let point = exp + 1; // digits before the decimal point
-        let mut s = String::from(sign);
-        if point <= 0 {
-            s.push_str("0.");
-            for _ in 0..(-point) {
-                s.push('0');
-            }
-            s.push_str(&digits);
-        } else {
-            let point = usize::try_from(point).expect("point is positive here");
-            if digits.len() <= point {
-                s.push_str(&digits);
-                for _ in digits.len()..point {
-                    s.push('0');
-                }
-                s.push_str(".0");
-            } else {
-                s.push_str(&digits[..point]);
-                s.push('.');
-                s.push_str(&digits[point..]);
-            }
-        }
-        s
-    } else {
-        let mut s = String::from(sign);
-        s.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            s.push('.');
-            s.push_str(&digits[1..]);
-        }
-        let _ = write!(s, "e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs());
-        s
-    }
+    clemhost_pyfacts::json::write_string(out, s, ensure_ascii);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use minijinja::Environment;
-
-    #[test]
-    fn float_repr_matches_python() {
-        let cases = [
-            (1.0, "1.0"),
-            (0.1, "0.1"),
-            (-2.5, "-2.5"),
-            (1e20, "1e+20"),
-            (1e16, "1e+16"),
-            (1e15, "1000000000000000.0"),
-            (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1.5e-7, "1.5e-07"),
-            (123456.789, "123456.789"),
-            (0.0, "0.0"),
-            (0.30000000000000004, "0.30000000000000004"),
-            (1.7976931348623157e308, "1.7976931348623157e+308"),
-        ];
-        for (f, want) in cases {
-            assert_eq!(float_repr(f), want, "repr({f:?})");
-        }
-    }
 
     fn render(src: &str, ctx: serde_json::Value) -> String {
         let mut env = Environment::new();

@@ -48,6 +48,40 @@ use std::fmt::Write as _;
 /// extension, so minijinja never switches on HTML auto-escaping).
 const TEMPLATE_NAME: &str = "chat_template";
 
+/// How many steps (minijinja's "fuel": roughly one per instruction) one
+/// rendering may take. Real chat templates over a long conversation take a
+/// few ten thousand; a loop nested beyond reason stops here, in well under a
+/// second, instead of running until killed.
+pub const RENDER_FUEL: u64 = 10_000_000;
+
+/// The largest prompt a rendering may produce (16 MiB, far above any
+/// model's context). A template that repeats strings in a loop fails here
+/// instead of allocating gigabytes. (One `*` repeat is capped by minijinja
+/// itself at 100 MB.)
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// The rendering's output, refusing to grow beyond [`MAX_RENDERED_BYTES`].
+#[derive(Default)]
+struct CappedOutput {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedOutput {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the rendered prompt is too large"));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Why a template could not be compiled or rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TemplateError {
@@ -64,6 +98,10 @@ pub enum TemplateError {
     /// `TypeError` here.
     #[error("chat template failed to render: {0}")]
     Render(String),
+    /// The rendering went past a limit ([`RENDER_FUEL`],
+    /// [`MAX_RENDERED_BYTES`]).
+    #[error("chat template stopped: {0}")]
+    Limit(String),
     /// The input cannot be rendered at all (empty conversation,
     /// `continue_final_message` with nothing to continue, ...).
     #[error("{0}")]
@@ -204,6 +242,7 @@ impl ChatTemplate {
         env.set_syntax(syntax);
         env.set_unknown_method_callback(python_methods);
         env.set_formatter(python_formatter);
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_function("raise_exception", raise_exception);
         env.add_function("strftime_now", strftime_now);
         env.add_filter("tojson", crate::pyjson::tojson_filter);
@@ -262,9 +301,21 @@ impl ChatTemplate {
             .get_template(TEMPLATE_NAME)
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
         let _pin = PinnedNow::set(input.now);
-        let rendered = template
-            .render(JValue::from(minijinja::value::Serde(&ctx)))
-            .map_err(classify)?;
+        let mut out = CappedOutput::default();
+        template
+            .render_captured_to(JValue::from(minijinja::value::Serde(&ctx)), &mut out)
+            .map_err(|e| match e.kind() {
+                _ if out.overflowed => TemplateError::Limit(format!(
+                    "the prompt would be larger than {} MiB; the template is not usable as it is",
+                    MAX_RENDERED_BYTES >> 20
+                )),
+                JErrorKind::OutOfFuel => TemplateError::Limit(format!(
+                    "rendering took more than {RENDER_FUEL} template steps (a loop that does not end in reasonable time)"
+                )),
+                _ => classify(e),
+            })?;
+        let rendered = String::from_utf8(out.bytes)
+            .map_err(|e| TemplateError::Render(format!("the output is not UTF-8: {e}")))?;
         if input.continue_final_message {
             let messages = match ctx.get("messages") {
                 Some(Value::Array(m)) => m.as_slice(),
@@ -435,9 +486,11 @@ fn python_formatter(
 ) -> Result<(), JError> {
     if value.kind() == ValueKind::Number && !value.is_integer() {
         if let Ok(f) = f64::try_from(value.clone()) {
-            return out.write_str(&crate::pyjson::float_repr(f)).map_err(|e| {
-                JError::new(JErrorKind::WriteFailure, "output write failed").with_source(e)
-            });
+            return out
+                .write_str(&clemhost_pyfacts::float::repr(f))
+                .map_err(|e| {
+                    JError::new(JErrorKind::WriteFailure, "output write failed").with_source(e)
+                });
         }
     }
     minijinja::escape_formatter(out, state, value)
@@ -448,7 +501,7 @@ fn python_formatter(
 fn python_string(state: &State<'_, '_>, value: &JValue) -> Result<JValue, JError> {
     if value.kind() == ValueKind::Number && !value.is_integer() {
         if let Ok(f) = f64::try_from(value.clone()) {
-            return Ok(JValue::from(crate::pyjson::float_repr(f)));
+            return Ok(JValue::from(clemhost_pyfacts::float::repr(f)));
         }
     }
     minijinja::filters::string(state, value)
@@ -653,5 +706,35 @@ mod tests {
             render("{{ eos_token }}{{ messages | length }}", &input).unwrap(),
             "E1"
         );
+    }
+
+    #[test]
+    fn a_nested_loop_runs_out_of_fuel_quickly() {
+        let src =
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}x";
+        let started = std::time::Instant::now();
+        let err = render(
+            src,
+            &RenderInput::from_messages(&[Message::new("user", "hi")]),
+        )
+        .expect_err("ten billion steps are refused");
+        assert!(matches!(err, TemplateError::Limit(_)), "{err:?}");
+        assert!(err.to_string().contains("template steps"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "stops early"
+        );
+    }
+
+    #[test]
+    fn repeating_strings_in_a_loop_stops_at_the_output_cap() {
+        let src = "{% for i in range(16) %}{{ 'x' * 100000000 }}{% endfor %}";
+        let err = render(
+            src,
+            &RenderInput::from_messages(&[Message::new("user", "hi")]),
+        )
+        .expect_err("1.6 GB of prompt is refused");
+        assert!(matches!(err, TemplateError::Limit(_)), "{err:?}");
+        assert!(err.to_string().contains("16 MiB"), "{err}");
     }
 }

@@ -78,19 +78,11 @@ pub fn parse_json_object(text: &str, path: &Path) -> Result<Map<String, Value>, 
         other => Err(ConfigError::Field {
             path: path.to_owned(),
             field: "(top level)".into(),
-            message: format!("expected a JSON object, found {}", json_type(&other)),
+            message: format!(
+                "expected a JSON object, found {}",
+                clemhost_pyfacts::json::kind_of(&other)
+            ),
         }),
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

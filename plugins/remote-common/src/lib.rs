@@ -14,7 +14,8 @@
 //!   typed [`BackendError`](clemhost_plugin_sdk::BackendError)s (`auth`,
 //!   `rate_limited` with `retry_after_ms`, `unavailable`, `timeout`,
 //!   `invalid_response` with an excerpt of the body).
-//! - [`ensure_alternating_roles`]: clemcore's message preprocessing.
+//! - [`ensure_alternating_roles`]: clemcore's message preprocessing
+//!   (re-exported from `clemhost-pyfacts`, where every clemcore fact lives).
 //! - [`Provider`] and [`RemoteModel`]: a provider supplies path, body and
 //!   answer reading; the model does preprocessing, images, the call, and the
 //!   recorded objects (`prompt` = body as sent, `response` = provider JSON
@@ -62,17 +63,18 @@ pub mod error;
 pub mod images;
 pub mod messages;
 pub mod model;
-pub mod record;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
 pub use chat_completions::{ChatCompletions, NullContent, PassArgs};
+pub use clemhost_pyfacts::messages::ensure_alternating_roles;
 pub use client::{Endpoint, Header, HttpClient};
-pub use messages::ensure_alternating_roles;
 pub use model::{has_flag, model_id, Answer, ImageMode, Provider, RemoteModel, Turn};
 
 /// The capabilities every remote plugin declares: concurrent calls on one
-/// model, up to `max_concurrency` at once, a key section `key_name`.
+/// model, up to `max_concurrency` at once, a key section `key_name`. A
+/// plugin adds its environment fallbacks
+/// (`Capabilities { key_env: ..., ..remote_capabilities(...) }`).
 pub fn remote_capabilities(
     key_name: &str,
     requires_key: bool,
@@ -85,5 +87,6 @@ pub fn remote_capabilities(
         remote: true,
         key_name: Some(key_name.to_string()),
         requires_key,
+        ..Default::default()
     }
 }

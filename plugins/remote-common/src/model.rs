@@ -4,12 +4,13 @@
 use crate::client::HttpClient;
 use crate::error::invalid_json_response;
 use crate::images::{self, Image};
-use crate::messages::{ensure_alternating_roles, images_of};
-use crate::record::CallTiming;
+use crate::messages::images_of;
 use clemhost_plugin_sdk::serde_json::{Map, Value};
 use clemhost_plugin_sdk::{
     BackendError, Ctx, GenArgs, GenerateRequest, Generation, ModelConfig, Timings, Usage,
 };
+use clemhost_pyfacts::messages::ensure_alternating_roles;
+use clemhost_pyfacts::{record, time};
 use std::time::Instant;
 
 /// How a provider wants images.
@@ -140,7 +141,7 @@ impl<P: Provider> RemoteModel<P> {
         request: GenerateRequest,
         ctx: &Ctx<'_>,
     ) -> Result<Generation, BackendError> {
-        let start = chrono::Local::now();
+        let start = time::now();
         let started = Instant::now();
         let gen_args = request.gen_args.as_ref().unwrap_or(&self.gen_args);
         let turns = self.turns(&request, ctx).await?;
@@ -165,10 +166,9 @@ impl<P: Provider> RemoteModel<P> {
                 ))
             }
         };
-        let timing = CallTiming { start, duration };
         response.insert(
             "clem_player".to_string(),
-            timing.clem_player(&text, &self.model_name),
+            record::clem_player(&start, duration, &text, &self.model_name),
         );
         Ok(Generation {
             prompt: body,

@@ -521,40 +521,6 @@ pub struct WireCase {
     pub usage: Option<(u64, u64)>,
 }
 
-fn looks_like_python_datetime(s: &str) -> bool {
-    let b = s.as_bytes();
-    let digits =
-        |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
-    (s.len() == 19 || s.len() == 26)
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b' '
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19)
-        && (s.len() == 19 || (b[19] == b'.' && digits(20..26)))
-}
-
-fn looks_like_python_timedelta(s: &str) -> bool {
-    let (clock, frac) = match s.split_once('.') {
-        Some((c, f)) => (c, Some(f)),
-        None => (s, None),
-    };
-    let fields: Vec<&str> = clock.split(':').collect();
-    fields.len() == 3
-        && fields
-            .iter()
-            .all(|f| !f.is_empty() && f.bytes().all(|c| c.is_ascii_digit()))
-        && fields[1].len() == 2
-        && fields[2].len() == 2
-        && frac.is_none_or(|f| f.len() == 6 && f.bytes().all(|c| c.is_ascii_digit()))
-}
-
 /// Checks the recorded objects of a generation against a case: `prompt` is
 /// the body as sent, `response` the answer plus `clem_player`, `text` and
 /// `usage` as expected, and `secret` nowhere.
@@ -581,10 +547,13 @@ pub fn check_generation(
     assert_eq!(player["response"], Value::String(case.text.clone()));
     assert_eq!(player["model_name"], Value::String(model_name.to_string()));
     let start = player["call_start"].as_str().unwrap_or_default();
-    assert!(looks_like_python_datetime(start), "call_start {start:?}");
+    assert!(
+        clemhost_pyfacts::time::parse_datetime(start).is_some(),
+        "call_start {start:?}"
+    );
     let duration = player["call_duration"].as_str().unwrap_or_default();
     assert!(
-        looks_like_python_timedelta(duration),
+        clemhost_pyfacts::time::parse_timedelta(duration).is_some(),
         "call_duration {duration:?}"
     );
     assert_eq!(

@@ -1,19 +1,16 @@
-//! clemcore's message preprocessing (`ensure_alternating_roles`), applied
-//! before a conversation is rendered with a chat template.
+//! clemcore's `ensure_alternating_roles`, applied to a conversation before a
+//! model sees it (by the local backends before the chat template, by the
+//! remote backends before the request).
 //!
-//! Games may send two messages of the same role in a row (a game master's
-//! context after its own initial prompt, for example) and may start with an
-//! empty system message. Many chat templates refuse both, so clemcore
-//! rewrites the conversation first:
-//!
-//! 1. a **first** message that is `system` with empty content is dropped
-//!    (a non-empty one, or a later empty one, stays);
-//! 2. runs of messages with the same role become one message whose content
+//! 1. A **first** message that is `system` with empty content is dropped (a
+//!    non-empty one, or a later empty one, stays).
+//! 2. Runs of messages with the same role become one message whose content
 //!    is the contents joined with `"\n\n"`; it keeps the first message's
-//!    extra keys (an `image` on a later message of the run is lost).
+//!    extra keys (an `image` on a later message of the run is lost, as in
+//!    clemcore).
 //!
 //! ```
-//! use clemhost_local_common::messages::ensure_alternating_roles;
+//! use clemhost_pyfacts::messages::ensure_alternating_roles;
 //! use clemhost_plugin_sdk::Message;
 //!
 //! let merged = ensure_alternating_roles(&[
@@ -22,7 +19,7 @@
 //!     Message::new("user", "Your turn."),
 //! ])?;
 //! assert_eq!(merged, vec![Message::new("user", "Rules.\n\nYour turn.")]);
-//! # Ok::<(), clemhost_local_common::messages::EmptyConversation>(())
+//! # Ok::<(), clemhost_pyfacts::messages::EmptyConversation>(())
 //! ```
 
 use clemhost_plugin_sdk::{BackendError, Message};
@@ -51,10 +48,6 @@ pub fn ensure_alternating_roles(messages: &[Message]) -> Result<Vec<Message>, Em
     for message in &messages[skip..] {
         match out.last_mut() {
             Some(prev) if prev.role == message.role => {
-                log::debug!(
-                    "merging two consecutive {:?} messages into one",
-                    message.role
-                );
                 prev.content.push_str(MERGE_SEPARATOR);
                 prev.content.push_str(&message.content);
             }
@@ -67,7 +60,7 @@ pub fn ensure_alternating_roles(messages: &[Message]) -> Result<Vec<Message>, Em
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use clemhost_plugin_sdk::serde_json::json;
 
     fn with_image(role: &str, content: &str, image: &str) -> Message {
         let mut m = Message::new(role, content);
@@ -83,21 +76,14 @@ mod tests {
     }
 
     #[test]
-    fn first_empty_system_message_is_dropped() {
+    fn only_a_leading_empty_system_message_is_dropped() {
         let out =
             ensure_alternating_roles(&[Message::new("system", ""), Message::new("user", "hi")])
                 .unwrap();
         assert_eq!(out, vec![Message::new("user", "hi")]);
-    }
-
-    #[test]
-    fn only_an_empty_system_message_leaves_nothing() {
-        let out = ensure_alternating_roles(&[Message::new("system", "")]).unwrap();
-        assert!(out.is_empty());
-    }
-
-    #[test]
-    fn non_empty_and_later_system_messages_stay() {
+        assert!(ensure_alternating_roles(&[Message::new("system", "")])
+            .unwrap()
+            .is_empty());
         let input = [
             Message::new("system", "Be brief."),
             Message::new("user", "hi"),
@@ -109,14 +95,15 @@ mod tests {
 
     #[test]
     fn same_role_runs_merge_and_keep_the_first_extra_keys() {
-        let out = ensure_alternating_roles(&[
+        let input = vec![
             with_image("user", "a", "one.png"),
             with_image("user", "b", "two.png"),
             Message::new("user", "c"),
             Message::new("assistant", "x"),
             Message::new("assistant", "y"),
-        ])
-        .unwrap();
+        ];
+        let copy = input.clone();
+        let out = ensure_alternating_roles(&input).unwrap();
         assert_eq!(
             out,
             vec![
@@ -124,13 +111,6 @@ mod tests {
                 Message::new("assistant", "x\n\ny"),
             ]
         );
-    }
-
-    #[test]
-    fn input_is_not_changed() {
-        let input = vec![Message::new("user", "a"), Message::new("user", "b")];
-        let copy = input.clone();
-        let _ = ensure_alternating_roles(&input).unwrap();
-        assert_eq!(input, copy);
+        assert_eq!(input, copy, "the input is not changed");
     }
 }

@@ -9,14 +9,15 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
 use clap::Args;
 use clemhost_local_common::gguf::GgufMetadata;
-use clemhost_local_common::hub::{HubSettings, ModelSource};
 use clemhost_local_common::messages::ensure_alternating_roles;
 use clemhost_local_common::template::{ChatTemplate, RenderInput};
-use clemhost_local_common::tokenizer_config::{GenerationConfig, HfConfig, TokenizerConfig};
 use clemhost_plugin_sdk::Message;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
+
+#[cfg(feature = "hub")]
+mod hub;
 
 /// Options of `check-hf`.
 #[derive(Debug, Args)]
@@ -98,6 +99,7 @@ pub(crate) struct Loaded {
     pub(crate) bos: Option<String>,
     pub(crate) eos: Option<String>,
     pub(crate) facts: TokenizerFacts,
+    #[cfg(feature = "hub")]
     tokenizer: Option<tokenizers::Tokenizer>,
     /// For GGUF: the file name inside its directory.
     gguf_file: Option<String>,
@@ -109,82 +111,12 @@ pub(crate) fn load(model: &str) -> Result<Loaded> {
     if path.is_file() && path.extension().and_then(|e| e.to_str()) == Some("gguf") {
         return load_gguf(path);
     }
-    let settings = HubSettings::from_process_env(None);
-    let source = ModelSource::open(model, &settings).map_err(|e| Error::msg(e.to_string()))?;
-    // Fetch (or find) every file the tokenizer facts come from; they share one directory.
-    let config = source
-        .file("tokenizer_config.json")
-        .map_err(|e| Error::msg(format!("{e}; a chat model needs tokenizer_config.json")))?;
-    for optional in [
-        "tokenizer.json",
-        "config.json",
-        "generation_config.json",
-        "special_tokens_map.json",
-        "chat_template.jinja",
-        "chat_template.json",
-    ] {
-        source.optional_file(optional);
-    }
-    let dir = config
-        .parent()
-        .map(Path::to_path_buf)
-        .ok_or_else(|| Error::msg(format!("{} has no parent directory", config.display())))?;
-    let tc = TokenizerConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))?;
-    let gen = GenerationConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))?;
-    let hf = if dir.join("config.json").is_file() {
-        Some(HfConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))?)
-    } else {
-        None
-    };
-    let tokenizer =
-        match dir.join("tokenizer.json") {
-            p if p.is_file() => Some(tokenizers::Tokenizer::from_file(&p).map_err(|e| {
-                Error::msg(format!("{}: cannot read the tokenizer: {e}", p.display()))
-            })?),
-            _ => None,
-        };
-    let id_of = |t: &str| -> Option<u32> {
-        tokenizer
-            .as_ref()
-            .and_then(|tk| tk.token_to_id(t))
-            .or_else(|| {
-                tc.added_tokens_decoder
-                    .iter()
-                    .find(|(_, a)| a.content == t)
-                    .map(|(id, _)| *id)
-            })
-    };
-    let special_tokens = tc
-        .special_tokens
-        .iter()
-        .map(|(role, text)| (role.clone(), text.clone(), id_of(text)))
-        .collect();
-    let facts = TokenizerFacts {
-        class: tc.tokenizer_class.clone(),
-        model_type: hf.as_ref().and_then(|h| h.model_type.clone()),
-        vocab_size: tokenizer.as_ref().map(|t| t.get_vocab_size(true)),
-        special_tokens,
-        all_special: tc.all_special_tokens(),
-        eos_token_ids: gen
-            .as_ref()
-            .map(|g| g.eos_token_ids.clone())
-            .unwrap_or_default(),
-        context_size: hf.as_ref().and_then(|h| {
-            h.max_position_embeddings
-                .or(h.n_positions)
-                .or(h.text_config_max_position_embeddings)
-        }),
-    };
-    Ok(Loaded {
-        backend: "huggingface_local",
-        location: dir,
-        template: tc.chat_template.clone(),
-        bos: tc.bos_token().map(str::to_string),
-        eos: tc.eos_token().map(str::to_string),
-        facts,
-        tokenizer,
-        gguf_file: None,
-    })
+    #[cfg(feature = "hub")]
+    return hub::load_tokenizer_dir(model);
+    #[cfg(not(feature = "hub"))]
+    Err(super::needs_hub_feature(&format!(
+        "reading the tokenizer of {model} (only .gguf files are read without it)"
+    )))
 }
 
 fn load_gguf(path: &Path) -> Result<Loaded> {
@@ -253,6 +185,7 @@ fn load_gguf(path: &Path) -> Result<Loaded> {
             .special_token("tokenizer.ggml.eos_token_id")
             .map(str::to_string),
         facts,
+        #[cfg(feature = "hub")]
         tokenizer: None,
         gguf_file: path
             .file_name()
@@ -385,31 +318,6 @@ pub fn escape_regex(token: &str) -> String {
     out
 }
 
-/// Whether decoding the encoded prompt gives the prompt back (else the
-/// backend cannot remove the prompt from the output by string replacement).
-fn round_trip(tokenizer: &tokenizers::Tokenizer, prompt: &str) -> std::result::Result<(), String> {
-    let enc = tokenizer
-        .encode(prompt, false)
-        .map_err(|e| format!("cannot encode: {e}"))?;
-    let dec = tokenizer
-        .decode(enc.get_ids(), false)
-        .map_err(|e| format!("cannot decode: {e}"))?;
-    if dec == prompt {
-        Ok(())
-    } else {
-        let at = prompt
-            .char_indices()
-            .zip(dec.chars())
-            .find(|((_, a), b)| a != b)
-            .map(|((i, _), _)| i)
-            .unwrap_or(prompt.len().min(dec.len()));
-        let excerpt: String = prompt[at..].chars().take(30).collect();
-        Err(format!(
-            "the decoded prompt differs from the rendered one at byte {at}: {excerpt:?}"
-        ))
-    }
-}
-
 fn default_model_name(model: &str, loaded: &Loaded) -> String {
     let base = match &loaded.gguf_file {
         Some(f) => f.trim_end_matches(".gguf").to_string(),
@@ -431,6 +339,7 @@ fn context_string(n: u64) -> String {
 }
 
 /// Builds the registry entry the checks support.
+#[cfg_attr(not(feature = "hub"), allow(unused_variables))]
 fn propose(
     args: &CheckHfArgs,
     loaded: &Loaded,
@@ -487,10 +396,11 @@ fn propose(
             .collect::<Vec<_>>()
             .join("|")),
     );
+    #[cfg(feature = "hub")]
     if let (Some(t), Some(tk)) = (template, &loaded.tokenizer) {
         let chat = conversation(&[("user", "Say hello.")]);
         if let Ok(prompt) = render(t, loaded, &chat, true) {
-            match round_trip(tk, &prompt) {
+            match hub::round_trip(tk, &prompt) {
                 Ok(()) => checks.push(Check {
                     name: "the tokenizer gives the rendered prompt back".into(),
                     verdict: Verdict::Pass,
@@ -522,41 +432,6 @@ fn propose(
     }
     entry.insert("model_config".into(), Value::Object(mc));
     entry
-}
-
-/// Appends an entry to a registry file, never replacing an existing one.
-pub fn append_to_registry(path: &Path, entry: &Map<String, Value>) -> Result<()> {
-    let mut entries: Vec<Value> = match std::fs::read_to_string(path) {
-        Ok(text) if text.trim().is_empty() => Vec::new(),
-        Ok(text) => match serde_json::from_str::<Value>(&text) {
-            Ok(Value::Array(a)) => a,
-            Ok(Value::Object(o)) => vec![Value::Object(o)],
-            Ok(_) => {
-                return Err(Error::msg(format!(
-                    "{}: a registry must be a JSON array of entries; nothing was written",
-                    path.display()
-                )))
-            }
-            Err(e) => return Err(crate::error::json_error(path, &e, "the registry")),
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::msg(format!("cannot read {}: {e}", path.display()))),
-    };
-    let name = entry.get("model_name").cloned().unwrap_or(Value::Null);
-    if entries.iter().any(|e| e.get("model_name") == Some(&name)) {
-        return Err(Error::msg(format!(
-            "{} already has an entry named {name}; nothing was written (pick another name with --model-name)",
-            path.display()
-        )));
-    }
-    entries.push(Value::Object(entry.clone()));
-    let text = serde_json::to_string_pretty(&entries).expect("JSON values serialise") + "\n";
-    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
-    std::fs::write(&tmp, text)
-        .map_err(|e| Error::msg(format!("cannot write {}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::msg(format!("cannot replace {}: {e}", path.display())))?;
-    Ok(())
 }
 
 /// Runs `clemhost check-hf`.
@@ -600,7 +475,7 @@ pub fn run(_global: &GlobalArgs, args: &CheckHfArgs) -> Result<Exit> {
         print_text(args, &loaded, &checks, passed, &entry);
     }
     if let Some(path) = &args.write_registry {
-        append_to_registry(path, &entry)?;
+        crate::registry::append::append_entry(path, &entry)?;
         eprintln!("Appended the entry to {}.", path.display());
     }
     Ok(if passed {
