@@ -51,6 +51,9 @@ pub enum Command {
     /// Show which backends have keys (secrets masked).
     #[command(subcommand)]
     Keys(crate::commands::keys::KeysCommand),
+    /// List the games `run -g` can play: native and clembench ones.
+    #[command(subcommand)]
+    Games(crate::commands::games::GamesCommand),
     /// Play a game's instances with one or more models; results go to results/.
     Run(crate::commands::run::RunArgs),
     /// Score finished episodes (writes scores.json next to interactions.json).

@@ -5,6 +5,7 @@
 //! game framework and results ([`games`], [`results`]), and one module per
 //! command ([`commands`]). `main.rs` only parses the command line, sets up
 //! logging and turns a command's outcome into an exit code.
+pub mod clembench;
 pub mod cli;
 pub mod commands;
 pub mod error;

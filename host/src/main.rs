@@ -47,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Plugins(c) => commands::plugins::run(g, c),
         Command::Models(c) => commands::models::run(g, c),
         Command::Keys(c) => commands::keys::run(g, c),
+        Command::Games(c) => commands::games::run(g, c),
         Command::Run(a) => commands::run::run(g, a),
         Command::Score(a) => commands::score::run(g, a),
         Command::Eval(a) => commands::eval::run(g, a),

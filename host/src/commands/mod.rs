@@ -3,6 +3,7 @@
 pub mod check_hf;
 pub mod doctor;
 pub mod eval;
+pub mod games;
 pub mod keys;
 pub mod models;
 pub mod plugin_template;

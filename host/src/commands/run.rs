@@ -1,7 +1,9 @@
 //! `clemhost run`: play a game's instances with one or more models.
 
+use crate::clembench::{self, discover, python, ClembenchPlan};
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
+use crate::games;
 use crate::registry::Registry;
 use crate::runner::call::CallSettings;
 use crate::runner::limits::{self, RetryPolicy};
@@ -15,9 +17,19 @@ use std::time::Duration;
 /// Options of this command.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// The game to play (e.g. hellogame).
-    #[arg(short = 'g', long = "game", value_name = "GAME")]
-    pub game: String,
+    /// The game to play: a native game (hellogame), a clembench game found
+    /// as clemcore finds them (e.g. taboo), `all`, or clemcore's JSON
+    /// selector (`'{"benchmark": ["2.0"]}'`). Repeat for several.
+    #[arg(short = 'g', long = "game", value_name = "GAME", required = true)]
+    pub games: Vec<String>,
+    /// Look for clembench games (folders with clemgame.json) in DIR first
+    /// (repeatable); see docs/clembench-games.md for the search order.
+    #[arg(long = "games-dir", value_name = "DIR")]
+    pub games_dirs: Vec<PathBuf>,
+    /// The Python interpreter with clemcore for clembench games (default
+    /// $CLEMHOST_PYTHON, else python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
     /// A model: a registry name (e.g. echo-1), `mock`/`programmatic`,
     /// `human`/`terminal`, or a JSON selector. Repeat for each player of a
     /// multi-player game; one model plays every role.
@@ -75,6 +87,34 @@ impl RunArgs {
     /// their bounds (a usage error naming the option otherwise), the game known.
     pub fn plan(&self, global: &GlobalArgs) -> Result<RunPlan> {
         let usage = |m: String| Error::with_exit(Exit::Usage, m);
+        let (gen, limits) = self.plan_settings()?;
+        let [game] = self.games.as_slice() else {
+            return Err(usage(format!(
+                "-g {}: several games at once are played for clembench games only",
+                self.games.join(" -g ")
+            )));
+        };
+        Ok(RunPlan {
+            game: runner::find_game(game)?,
+            instances: match &self.instances {
+                Some(f) => InstancesSource::File(f.clone()),
+                None => InstancesSource::Default,
+            },
+            experiment: self.experiment.clone(),
+            models: self.models.clone(),
+            gen,
+            limits,
+            results_dir: self.results_dir.clone(),
+            parallel: self.parallel,
+            resume: self.resume,
+            show_progress: !self.no_progress && !global.quiet,
+        })
+    }
+
+    /// The generation arguments and call limits, checked (a usage error
+    /// naming the option otherwise).
+    fn plan_settings(&self) -> Result<(GenSettings, ModelLimits)> {
+        let usage = |m: String| Error::with_exit(Exit::Usage, m);
         if !(self.temperature.is_finite() && self.temperature >= 0.0) {
             return Err(usage(format!(
                 "-t {} is not a temperature; use a number >= 0",
@@ -91,19 +131,12 @@ impl RunArgs {
                 "--parallel, --max-concurrent and --retries must be at least 1".into(),
             ));
         }
-        Ok(RunPlan {
-            game: runner::find_game(&self.game)?,
-            instances: match &self.instances {
-                Some(f) => InstancesSource::File(f.clone()),
-                None => InstancesSource::Default,
-            },
-            experiment: self.experiment.clone(),
-            models: self.models.clone(),
-            gen: GenSettings {
+        Ok((
+            GenSettings {
                 temperature: self.temperature,
                 max_tokens: self.max_tokens,
             },
-            limits: ModelLimits {
+            ModelLimits {
                 calls: CallSettings {
                     retry: RetryPolicy {
                         tries: self.retries,
@@ -114,16 +147,15 @@ impl RunArgs {
                 },
                 max_concurrent_per_backend: self.max_concurrent,
             },
-            results_dir: self.results_dir.clone(),
-            parallel: self.parallel,
-            resume: self.resume,
-            show_progress: !self.no_progress && !global.quiet,
-        })
+        ))
     }
 }
 
 /// Runs the command.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
+    if let Some(plan) = clembench_plan(args)? {
+        return run_clembench(global, args, &plan);
+    }
     let plan = args.plan(global)?;
     let registry = Registry::load(global)?;
     let stop = StopToken::ctrl_c();
@@ -140,6 +172,93 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
             "{} episode(s) failed; see error.json in their directories under {}",
             summary.errors,
             summary.run_dir.display()
+        );
+        return Ok(Exit::EpisodesFailed);
+    }
+    Ok(Exit::Success)
+}
+
+/// The clembench plan when `-g` names no native game (a native name wins:
+/// docs/clembench-games.md), `None` for a native game.
+fn clembench_plan(args: &RunArgs) -> Result<Option<ClembenchPlan>> {
+    if let [one] = args.games.as_slice() {
+        if games::find_game(one).is_some() {
+            return Ok(None);
+        }
+    }
+    let found = discover::discover(&discover::SearchPaths::from_env(&args.games_dirs))?;
+    let mut specs: Vec<discover::GameSpec> = Vec::new();
+    for g in &args.games {
+        if games::find_game(g).is_some() {
+            return Err(Error::with_exit(
+                Exit::Usage,
+                format!("-g {g} is a native game; play it in a run of its own"),
+            ));
+        }
+        let picked = discover::select(&found, &discover::Selector::parse(g));
+        if picked.is_empty() {
+            let mut known: Vec<&str> = games::all_games().iter().map(|g| g.name()).collect();
+            known.extend(found.iter().map(|s| s.name()));
+            return Err(Error::msg(format!(
+                "unknown game '{g}'; known games: {} (clembench games are searched as clemcore does, plus --games-dir DIR: see docs/clembench-games.md)",
+                known.join(", ")
+            )));
+        }
+        for s in picked {
+            if !s.has_master() {
+                return Err(Error::msg(format!(
+                    "{}: {} has no master.py, so it cannot be played",
+                    s.source.display(),
+                    s.name()
+                )));
+            }
+            if !specs.iter().any(|have| have.name() == s.name()) {
+                specs.push(s);
+            }
+        }
+    }
+    let base = args.plan_settings()?;
+    Ok(Some(ClembenchPlan {
+        specs,
+        instances: args.instances.as_ref().map(|p| p.display().to_string()),
+        experiment: args.experiment.clone(),
+        models: args.models.clone(),
+        gen: base.0,
+        limits: base.1,
+        results_dir: args.results_dir.clone(),
+        python: python::choose(args.python.as_deref()),
+        parallel: args.parallel.unwrap_or(1),
+    }))
+}
+
+fn run_clembench(global: &GlobalArgs, args: &RunArgs, plan: &ClembenchPlan) -> Result<Exit> {
+    if args.resume {
+        tracing::warn!("--resume is not yet supported for clembench games; playing every episode");
+    }
+    let registry = Registry::load(global)?;
+    let stop = StopToken::ctrl_c();
+    let s = clembench::play(plan, &registry, global, &stop)?;
+    for dir in &s.run_dirs {
+        println!("results: {}", dir.display());
+    }
+    let rows = [
+        ("episodes", s.episodes.to_string()),
+        ("completed", s.completed.to_string()),
+        ("errors", s.errors.to_string()),
+        ("requests", s.requests.to_string()),
+        ("tokens", s.tokens.to_string()),
+        ("wall time", format!("{:.2} s", s.wall.as_secs_f64())),
+    ];
+    for (k, v) in rows {
+        println!("  {k:<20} {v:>10}");
+    }
+    if stop.is_stopped() {
+        return Err(Error::msg("interrupted"));
+    }
+    if s.errors > 0 {
+        eprintln!(
+            "{} episode(s) failed; see error.json in their directories",
+            s.errors
         );
         return Ok(Exit::EpisodesFailed);
     }

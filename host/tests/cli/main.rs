@@ -1,9 +1,11 @@
 //! The host's integration tests: one binary, one module per topic. Each
 //! test runs the real `clemhost` executable as a user would.
 
+mod times;
 mod util;
 
 mod check_hf;
+mod clembench;
 mod doctor;
 mod hostile;
 mod keys;

@@ -1,5 +1,6 @@
 //! `clemhost run`, `score`, `eval` and `transcribe`, as a user runs them.
 
+use crate::times::without_times;
 use crate::util::{built_plugin, plugin_build_dir, shared_dir, stderr, stdout, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -138,32 +139,6 @@ fn mock_greeter_is_recorded_as_clemcore_records_it() {
         .expect("target_name")
         .to_lowercase();
     assert_eq!(last["content"], format!("missing words=[welcome,{name}]"));
-}
-
-/// Removes values that legitimately differ between runs (timestamps, durations).
-fn without_times(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .filter(|(k, _)| {
-                    !matches!(
-                        k.as_str(),
-                        "timestamp"
-                            | "created"
-                            | "benchmark_start"
-                            | "benchmark_end"
-                            | "duration"
-                            | "duration_seconds"
-                            | "call_start"
-                            | "call_duration"
-                    )
-                })
-                .map(|(k, v)| (k.clone(), without_times(v)))
-                .collect(),
-        ),
-        Value::Array(a) => Value::Array(a.iter().map(without_times).collect()),
-        other => other.clone(),
-    }
 }
 
 fn contents(dir: &Path) -> BTreeMap<PathBuf, Value> {

@@ -1,0 +1,308 @@
+//! One Python worker process (`python -m clemhost_games`) and the host's
+//! end of its pipe: the job goes in, model calls come out and are answered
+//! by the host's models, episode outcomes are collected. The messages are
+//! described in `python/clemhost_games/protocol.py`.
+
+use super::python::Python;
+use crate::games::{ModelReply, PlayerModel};
+use crate::runner::StopToken;
+use clemhost_plugin_sdk::Message;
+use serde_json::{json, Map, Value};
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+/// The protocol version both sides speak.
+pub const PROTOCOL_VERSION: u64 = 1;
+
+/// How one episode ended, as the worker reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpisodeReport {
+    /// The experiment's name.
+    pub experiment: String,
+    /// The instance's `game_id`.
+    pub game_id: u64,
+    /// The exception that ended it early, if any.
+    pub error: Option<EpisodeFailure>,
+}
+
+/// An exception that ended an episode inside clemcore.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EpisodeFailure {
+    /// The Python exception's type name.
+    pub error_type: String,
+    /// Its message.
+    pub message: String,
+    /// For a model call the host could not answer: the backend error kind.
+    pub kind: Option<String>,
+}
+
+/// What a worker did.
+#[derive(Debug, Default)]
+pub struct WorkerOutcome {
+    /// The run folder clemcore wrote into.
+    pub run_dir: Option<PathBuf>,
+    /// One entry per episode that started.
+    pub episodes: Vec<EpisodeReport>,
+    /// Model calls answered.
+    pub requests: u64,
+    /// Tokens the backends reported.
+    pub tokens: u64,
+}
+
+/// Why a worker could not play its job.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// It could not be started.
+    #[error("cannot start {0}")]
+    Spawn(String),
+    /// It stopped before finishing (with the end of its log).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Plays `job` in a new worker; `players` answer the calls of the job's
+/// players (index for index).
+pub fn play(
+    python: &Python,
+    job: &Map<String, Value>,
+    players: &[PlayerModel],
+    stop: &StopToken,
+    on_episode: &(dyn Fn(&EpisodeReport) + Sync),
+) -> Result<WorkerOutcome, WorkerError> {
+    let mut path = python.package_root.clone().into_os_string();
+    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+        path.push(":");
+        path.push(old);
+    }
+    let mut child = Command::new(&python.interpreter)
+        .args(["-m", "clemhost_games"])
+        .env("PYTHONPATH", path)
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| WorkerError::Spawn(format!("{}: {e}", python.interpreter.display())))?;
+    let (Some(mut input), Some(output), Some(errors)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        unreachable!("all three pipes were requested");
+    };
+    // The worker's log goes to the debug log; its tail explains a failure.
+    let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+    let log = {
+        let tail = tail.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(errors).lines().map_while(|l| l.ok()) {
+                tracing::debug!(target: "clemhost::python", "{line}");
+                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                if t.len() == 20 {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        })
+    };
+    let result = converse(&mut input, output, job, players, stop, on_episode);
+    drop(input);
+    if result.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait();
+    let _ = log.join();
+    let tail = tail
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    match result {
+        Ok(o) => Ok(o),
+        Err(message) => Err(WorkerError::Failed(if tail.is_empty() {
+            format!("{message} ({})", describe(status))
+        } else {
+            format!(
+                "{message} ({}); the worker's last log lines:\n{tail}",
+                describe(status)
+            )
+        })),
+    }
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => format!("the Python worker exited with {s}"),
+        Err(e) => format!("the Python worker could not be waited for: {e}"),
+    }
+}
+
+fn converse(
+    input: &mut impl Write,
+    output: impl std::io::Read,
+    job: &Map<String, Value>,
+    players: &[PlayerModel],
+    stop: &StopToken,
+    on_episode: &(dyn Fn(&EpisodeReport) + Sync),
+) -> Result<WorkerOutcome, String> {
+    let mut send = |value: Value| -> Result<(), String> {
+        let mut line = serde_json::to_string(&value).expect("JSON values serialise");
+        line.push('\n');
+        input
+            .write_all(line.as_bytes())
+            .and_then(|()| input.flush())
+            .map_err(|e| format!("the Python worker stopped reading: {e}"))
+    };
+    let mut outcome = WorkerOutcome::default();
+    let mut lines = BufReader::new(output).lines();
+    let mut started = false;
+    loop {
+        let line = match lines.next() {
+            Some(Ok(l)) => l,
+            Some(Err(e)) => return Err(format!("reading from the Python worker failed: {e}")),
+            None => return Err("the Python worker ended without finishing its job".into()),
+        };
+        let message: Map<String, Value> = serde_json::from_str(&line).map_err(|e| {
+            format!(
+                "the Python worker sent a line that is not a JSON object ({e}): {:.120}",
+                line
+            )
+        })?;
+        let Some((kind, body)) = message.into_iter().next() else {
+            return Err("the Python worker sent an empty message".into());
+        };
+        let body = match body {
+            Value::Object(o) => o,
+            _ => {
+                return Err(format!(
+                    "the Python worker's '{kind}' message is not an object"
+                ))
+            }
+        };
+        match kind.as_str() {
+            "hello" => {
+                let version = body.get("protocol").and_then(Value::as_u64);
+                if version != Some(PROTOCOL_VERSION) {
+                    return Err(format!(
+                        "the Python worker speaks protocol {version:?}, this clemhost {PROTOCOL_VERSION}: its package is from another clemhost"
+                    ));
+                }
+                if !started {
+                    started = true;
+                    send(json!({ "job": job }))?;
+                }
+            }
+            "ready" => {
+                outcome.run_dir = body
+                    .get("run_dir")
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from);
+            }
+            "call" => {
+                let reply = answer(&body, players, stop, &mut outcome);
+                send(json!({ "reply": reply }))?;
+            }
+            "episode" => {
+                let report = EpisodeReport {
+                    experiment: str_field(&body, "experiment"),
+                    game_id: body.get("game_id").and_then(Value::as_u64).unwrap_or(0),
+                    error: body
+                        .get("error")
+                        .and_then(Value::as_object)
+                        .map(|e| EpisodeFailure {
+                            error_type: str_field(e, "type"),
+                            message: str_field(e, "message"),
+                            kind: e
+                                .get("kind")
+                                .and_then(Value::as_str)
+                                .filter(|k| !k.is_empty())
+                                .map(String::from),
+                        }),
+                };
+                on_episode(&report);
+                outcome.episodes.push(report);
+            }
+            "done" => return Ok(outcome),
+            "fatal" => {
+                let mut m = str_field(&body, "message");
+                if let Some(tb) = body.get("traceback").and_then(Value::as_str) {
+                    tracing::debug!(target: "clemhost::python", "{tb}");
+                    if let Some(last) = tb
+                        .lines()
+                        .rev()
+                        .find(|l| l.trim_start().starts_with("File "))
+                    {
+                        m.push_str(&format!(
+                            " (at{})",
+                            last.trim_start().trim_start_matches("File")
+                        ));
+                    }
+                }
+                return Err(format!("the game could not be played: {m}"));
+            }
+            other => {
+                return Err(format!(
+                    "the Python worker sent an unknown message '{other}'"
+                ))
+            }
+        }
+    }
+}
+
+fn str_field(o: &Map<String, Value>, key: &str) -> String {
+    o.get(key)
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), String::from))
+        .unwrap_or_default()
+}
+
+/// Answers one `call`: the player's model through its plugin (with the
+/// host's retries, deadlines and limits).
+fn answer(
+    body: &Map<String, Value>,
+    players: &[PlayerModel],
+    stop: &StopToken,
+    outcome: &mut WorkerOutcome,
+) -> Value {
+    let error = |kind: &str, message: String| json!({"error": {"kind": kind, "message": message}});
+    if stop.is_stopped() {
+        return error("cancelled", "the run was interrupted".into());
+    }
+    let index = body
+        .get("player")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    let Some(PlayerModel::Model(model)) = usize::try_from(index).ok().and_then(|i| players.get(i))
+    else {
+        return error(
+            "protocol",
+            format!("player {index} is not answered by a model of the host"),
+        );
+    };
+    let messages: Vec<Message> = match body
+        .get("messages")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+    {
+        Ok(Some(m)) => m,
+        Ok(None) => return error("protocol", "the call has no messages".into()),
+        Err(e) => return error("protocol", format!("the call's messages do not read: {e}")),
+    };
+    let reply: ModelReply = model.generate(&messages);
+    match reply.outcome {
+        Ok(text) => {
+            outcome.requests += 1;
+            outcome.tokens += reply.tokens;
+            let last = reply.attempts.last();
+            json!({
+                "prompt": last.map_or(Value::Null, |a| a.prompt.clone()),
+                "response": last.map_or(Value::Null, |a| a.response.clone()),
+                "text": text,
+            })
+        }
+        Err(e) => error(e.kind.as_str(), e.to_string()),
+    }
+}

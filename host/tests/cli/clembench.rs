@@ -1,0 +1,485 @@
+//! clembench's own games, played by clemcore's code under `clemhost run`.
+//! The tests that play need the shared clembench snapshot and the venvs of
+//! `scripts/clembench-venvs` (CI's scripts/setup makes them); without
+//! either they say why and pass.
+
+use crate::times::without_times;
+use crate::util::{clemhost_cache, shared_dir, stderr, stdout, TestEnv};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The interpreter of a venv made by scripts/clembench-venvs, if it is there.
+fn venv_python(name: &str) -> Option<PathBuf> {
+    let p = clemhost_cache().join("venvs").join(name).join("bin/python");
+    if p.is_file() {
+        Some(p)
+    } else {
+        eprintln!(
+            "skipped: {} is missing; run scripts/clembench-venvs",
+            p.display()
+        );
+        None
+    }
+}
+
+/// Every JSON file under `dir`, by relative path, times and durations left out.
+fn tree_without_times(dir: &Path) -> BTreeMap<PathBuf, Value> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Value>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+                out.insert(
+                    p.strip_prefix(root).unwrap().to_path_buf(),
+                    without_times(&v),
+                );
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A tool's exit code and results tree.
+type Played = (i32, BTreeMap<PathBuf, Value>);
+
+/// Plays `args` with clemcore's `clem run` and with `clemhost run` (with
+/// `extra`) in two fresh folders; returns both exit codes and trees.
+fn clem_and_clemhost(
+    shared: &Path,
+    python: &Path,
+    args: &[&str],
+    extra: &[&str],
+) -> (Played, Played) {
+    let clembench = shared.join("reference/clembench").canonicalize().unwrap();
+    let nltk = shared.join("reference/nltk_data");
+    let theirs = TestEnv::new();
+    let out = Command::new(python.with_file_name("clem"))
+        .arg("run")
+        .args(args)
+        .current_dir(theirs.path())
+        .env("HOME", theirs.home())
+        .env("CLEMBENCH_HOME", &clembench)
+        .env("NLTK_DATA", &nltk)
+        .output()
+        .expect("clem runs");
+    let their_code = out.status.code().unwrap_or(-1);
+    let ours = TestEnv::new();
+    let out = ours
+        .cmd()
+        .env("NLTK_DATA", &nltk)
+        .arg("run")
+        .args(args)
+        .args(extra)
+        .arg("--games-dir")
+        .arg(&clembench)
+        .arg("--python")
+        .arg(python)
+        .output()
+        .unwrap();
+    let our_code = out.status.code().unwrap_or(-1);
+    if our_code != 0 && our_code != 4 {
+        panic!("clemhost run failed: {}", stderr(&out));
+    }
+    (
+        (
+            their_code,
+            tree_without_times(&theirs.path().join("results")),
+        ),
+        (our_code, tree_without_times(&ours.path().join("results"))),
+    )
+}
+
+fn assert_same_trees(theirs: &BTreeMap<PathBuf, Value>, ours: &BTreeMap<PathBuf, Value>) {
+    assert_eq!(
+        theirs.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (path, value) in theirs {
+        assert_eq!(&ours[path], value, "{} differs", path.display());
+    }
+}
+
+#[test]
+fn taboo_with_mock_players_writes_what_clem_run_writes_with_both_clemcore_lines() {
+    let Some(shared) = shared_dir() else { return };
+    for venv in ["clembench-3.3", "clembench-3.7"] {
+        let Some(python) = venv_python(venv) else {
+            continue;
+        };
+        let args = ["-g", "taboo", "-m", "mock", "-e", "high_en"];
+        let ((_, theirs), (code, ours)) = clem_and_clemhost(&shared, &python, &args, &[]);
+        assert_eq!(code, 0, "{venv}");
+        // 20 episodes of high_en, at least three files each.
+        assert!(ours.len() >= 2 + 20 * 3, "{venv}: {:?}", ours.keys());
+        assert_same_trees(&theirs, &ours);
+    }
+}
+
+/// clemcore 3.7.2 cannot play the snapshot's wordle: every episode raises.
+/// clemhost plays every episode, writes what clem run writes (3.7 writes
+/// its own error.json per failed episode) and exits with 4.
+#[test]
+fn episodes_clemcore_cannot_play_fail_one_by_one_with_error_json() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.7") else {
+        return;
+    };
+    let args = [
+        "-g",
+        "wordle",
+        "-m",
+        "mock",
+        "-e",
+        "high_frequency_words_no_clue_no_critic",
+    ];
+    let ((_, theirs), (code, ours)) = clem_and_clemhost(&shared, &python, &args, &[]);
+    assert_eq!(code, 4, "episodes failed");
+    let errors: Vec<PathBuf> = ours
+        .keys()
+        .filter(|p| p.ends_with("error.json"))
+        .cloned()
+        .collect();
+    assert_eq!(errors.len(), 10, "{errors:?}");
+    for e in &errors {
+        let record = &ours[e];
+        assert_eq!(record["error"], "AttributeError", "{record}");
+        assert!(
+            record["message"].as_str().unwrap().contains("outcome"),
+            "{record}"
+        );
+    }
+    assert_same_trees(&theirs, &ours);
+}
+
+fn fake_python(env: &TestEnv, prints: &str) -> PathBuf {
+    let p = env.write("fakepython", &format!("#!/bin/sh\necho '{prints}'\n"));
+    let mut perm = std::fs::metadata(&p).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    std::fs::set_permissions(&p, perm).unwrap();
+    p
+}
+
+fn clembench_game(env: &TestEnv) {
+    env.write(
+        "games/guess/clemgame.json",
+        r#"{"game_name": "guess", "players": 1, "benchmark": ["2.0"]}"#,
+    );
+    env.write("games/guess/master.py", "");
+    env.write(
+        "games/guess/in/instances.json",
+        r#"{"experiments": [{"name": "e", "game_instances": [{"game_id": 0}]}]}"#,
+    );
+}
+
+#[test]
+fn missing_or_unsupported_clemcore_is_one_line_naming_interpreter_and_fix() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    for (prints, expected) in [
+        ("", "clemcore is not installed for"),
+        ("3.1.0", "clemcore 3.1.0 (for"),
+    ] {
+        let python = fake_python(&env, prints);
+        let out = env
+            .cmd()
+            .args(["run", "-g", "guess", "-m", "mock", "--python"])
+            .arg(&python)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!out.status.success());
+        assert!(err.contains(expected), "{err}");
+        assert!(err.contains(&python.display().to_string()), "{err}");
+        assert!(
+            err.contains("-m pip install clemcore==3.3.5 pettingzoo"),
+            "{err}"
+        );
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+    }
+    // CLEMHOST_PYTHON is the interpreter when --python is not given.
+    let python = fake_python(&env, "");
+    let out = env
+        .cmd()
+        .env("CLEMHOST_PYTHON", &python)
+        .args(["run", "-g", "guess", "-m", "mock"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains(&python.display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn unknown_game_lists_native_and_clembench_games() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    let out = env.run(&["run", "-g", "nosuchgame", "-m", "mock"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(err.contains("unknown game 'nosuchgame'"), "{err}");
+    assert!(err.contains("hellogame") && err.contains("guess"), "{err}");
+}
+
+#[test]
+fn a_plugin_model_answers_the_players_of_a_clembench_game() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    crate::util::built_plugin("echo");
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "echo-clue", "backend": "echo", "model_config": {"reply": "CLUE: a cold season"}}]"#,
+    );
+    let out = env
+        .cmd()
+        .env("NLTK_DATA", shared.join("reference/nltk_data"))
+        .arg("--plugin-dir")
+        .arg(crate::util::plugin_build_dir())
+        .args([
+            "run",
+            "-g",
+            "taboo",
+            "-m",
+            "echo-clue",
+            "-e",
+            "high_en",
+            "--games-dir",
+        ])
+        .arg(shared.join("reference/clembench"))
+        .arg("--python")
+        .arg(&python)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let episode = env
+        .path()
+        .join("results/echo-clue-t0.0/taboo/high_en/instance_00000");
+    let interactions: Value =
+        serde_json::from_str(&std::fs::read_to_string(episode.join("interactions.json")).unwrap())
+            .unwrap();
+    let first_answer = interactions["turns"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["from"] == "Player 1" && e["action"]["type"] == "get message")
+        .expect("the describer answered");
+    assert_eq!(first_answer["action"]["content"], "CLUE: a cold season");
+    assert_eq!(
+        interactions["player_models"]["0"]["model_name"], "echo-clue",
+        "the host's registry entry is recorded"
+    );
+    // Every episode asked the model at least once (the guesser's answer,
+    // the same clue, breaks taboo's format rule and ends the episode).
+    let requests: u64 = stdout(&out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("requests"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("a requests row");
+    assert!(requests >= 20, "{}", stdout(&out));
+}
+
+#[test]
+fn games_list_shows_native_and_clembench_games_with_their_instances() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    env.write(
+        "elsewhere/hellogame/clemgame.json",
+        r#"{"game_name": "hellogame", "players": 1}"#,
+    );
+    env.write("elsewhere/hellogame/master.py", "");
+    let out = env.run(&["games", "list", "--json", "--games-dir", "elsewhere"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let row = |name: &str, kind: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name && r["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} {name} in {rows:?}"))
+            .clone()
+    };
+    assert_eq!(row("hellogame", "native")["instances"], 10);
+    let guess = row("guess", "clembench");
+    assert_eq!(guess["players"], 1);
+    assert_eq!(guess["instances"], 1);
+    assert_eq!(guess["playable"], true);
+    assert!(guess["path"].as_str().unwrap().ends_with("games/guess"));
+    // A clembench game with a native game's name is listed, not played.
+    assert_eq!(row("hellogame", "clembench")["playable"], false);
+    let text = stdout(&env.run(&["games", "list"]));
+    assert!(
+        text.contains("guess") && text.contains("clembench"),
+        "{text}"
+    );
+}
+
+#[test]
+fn parallel_workers_write_what_one_worker_writes() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let run = |dir: &str, extra: &[&str]| {
+        let out = env
+            .cmd()
+            .env("NLTK_DATA", shared.join("reference/nltk_data"))
+            .args([
+                "run", "-g", "taboo", "-m", "mock", "-e", "high_en", "-r", dir,
+            ])
+            .args(extra)
+            .arg("--games-dir")
+            .arg(shared.join("reference/clembench").canonicalize().unwrap())
+            .arg("--python")
+            .arg(&python)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        tree_without_times(&env.path().join(dir))
+    };
+    let one = run("one", &[]);
+    let three = run("three", &["--parallel", "3"]);
+    assert_eq!(one.len(), 2 + 20 * 3);
+    assert_eq!(
+        one.keys().collect::<Vec<_>>(),
+        three.keys().collect::<Vec<_>>(),
+        "the same files, no staging folder left"
+    );
+    for (path, value) in &one {
+        assert_eq!(&three[path], value, "{} differs", path.display());
+    }
+    let entries: Vec<_> = std::fs::read_dir(env.path().join("three"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(entries, ["mock-t0.0"], "only the run folder is left");
+}
+
+/// `scripts/loopback_openai.py` on a free port; killed when dropped.
+struct Loopback {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Loopback {
+    fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .arg(crate::util::repo_root().join("scripts/loopback_openai.py"))
+            .args(["--max-seconds", "600"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the loopback server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("the server prints its port");
+        Loopback { child, port }
+    }
+}
+
+impl Drop for Loopback {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `clem run` (clemcore's openai_compatible backend) and `clemhost run`
+/// (the openai_compatible plugin) against one deterministic server, in one
+/// folder with one registry and key.json: every file equal but times.
+#[test]
+fn clem_run_and_clemhost_run_write_the_same_files_for_the_same_answers() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    crate::util::built_plugin("openai_compatible");
+    let server = Loopback::start();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "loop", "backend": "openai_compatible", "model_id": "loopback"}]"#,
+    );
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"openai_compatible": {{"api_key": "sk-test", "base_url": "http://127.0.0.1:{}/v1"}}}}"#,
+            server.port
+        ),
+    );
+    let clembench = shared.join("reference/clembench").canonicalize().unwrap();
+    let nltk = shared.join("reference/nltk_data");
+    // taboo (two players) and wordle (one), one experiment each.
+    for (game, experiment) in [
+        ("taboo", "high_en"),
+        ("wordle", "high_frequency_words_no_clue_no_critic"),
+    ] {
+        let out = Command::new(python.with_file_name("clem"))
+            .args([
+                "run", "-g", game, "-m", "loop", "-e", experiment, "-r", "theirs",
+            ])
+            .current_dir(env.path())
+            .env("HOME", env.home())
+            .env("CLEMBENCH_HOME", &clembench)
+            .env("NLTK_DATA", &nltk)
+            .output()
+            .expect("clem runs");
+        assert!(out.status.success(), "clem run failed: {}", stderr(&out));
+        let out = env
+            .cmd()
+            .env("NLTK_DATA", &nltk)
+            .arg("--plugin-dir")
+            .arg(crate::util::plugin_build_dir())
+            .args([
+                "run",
+                "-g",
+                game,
+                "-m",
+                "loop",
+                "-e",
+                experiment,
+                "-r",
+                "ours",
+                "--parallel",
+                "2",
+            ])
+            .arg("--games-dir")
+            .arg(&clembench)
+            .arg("--python")
+            .arg(&python)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let theirs = tree_without_times(&env.path().join("theirs"));
+    let ours = tree_without_times(&env.path().join("ours"));
+    assert!(theirs.len() > 2 * 3, "{:?}", theirs.keys());
+    assert_eq!(
+        theirs.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>(),
+        "the same files"
+    );
+    for (path, value) in &theirs {
+        assert_eq!(&ours[path], value, "{} differs", path.display());
+    }
+    // The model did answer: some turn holds a clue from the server.
+    let any_clue = ours
+        .iter()
+        .filter(|(p, _)| p.ends_with("interactions.json"))
+        .any(|(_, v)| v.to_string().contains("CLUE: something like"));
+    assert!(
+        any_clue,
+        "the loopback server's answers are in the transcripts"
+    );
+}
