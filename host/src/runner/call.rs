@@ -172,6 +172,33 @@ fn cancelled() -> BackendError {
     BackendError::new(ErrorKind::Cancelled, "the run was interrupted")
 }
 
+/// The response object a call records (`raw_response_obj`): the plugin's
+/// response as an object (a non-object one under `response`), with
+/// clemcore's `clem_player` added when `decorate` is set and the plugin did
+/// not add it. `clemhost serve` returns the same object to its clients.
+pub fn recorded_response(
+    response: Value,
+    decorate: bool,
+    start: &Timestamp,
+    took: Duration,
+    text: &str,
+    model: &str,
+) -> Value {
+    let mut response = match response {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("response".into(), other);
+            m
+        }
+    };
+    if decorate && !response.contains_key("clem_player") {
+        response.insert("clem_player".into(), clem_player(start, took, text, model));
+    }
+    Value::Object(response)
+}
+
 /// clemcore's `clem_player` object.
 fn clem_player(start: &Timestamp, took: Duration, text: &str, model: &str) -> Value {
     json!({
@@ -205,25 +232,18 @@ impl ChatModel for PluginModel {
             let took = clock.elapsed();
             match result {
                 Ok(g) => {
-                    let mut response = match g.response {
-                        Value::Object(m) => m,
-                        Value::Null => serde_json::Map::new(),
-                        other => {
-                            let mut m = serde_json::Map::new();
-                            m.insert("response".into(), other);
-                            m
-                        }
-                    };
-                    if self.decorate && !response.contains_key("clem_player") {
-                        response.insert(
-                            "clem_player".into(),
-                            clem_player(&start, took, &g.text, &self.name),
-                        );
-                    }
+                    let response = recorded_response(
+                        g.response,
+                        self.decorate,
+                        &start,
+                        took,
+                        &g.text,
+                        &self.name,
+                    );
                     attempts.push(CallRecord {
                         timestamp: Timestamp::now(),
                         prompt: g.prompt,
-                        response: Value::Object(response),
+                        response,
                         error: None,
                     });
                     let tokens = g

@@ -295,7 +295,7 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
 
 /// Reads a registry entry's optional `rate_limit` object:
 /// `{"max_concurrent": N, "requests_per_minute": M}`.
-fn rate_limit(spec: &Map<String, Value>, name: &str) -> Result<(Option<usize>, f64)> {
+pub fn rate_limit(spec: &Map<String, Value>, name: &str) -> Result<(Option<usize>, f64)> {
     let Some(rl) = spec.get("rate_limit") else {
         return Ok((None, 0.0));
     };
