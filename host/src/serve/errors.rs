@@ -77,8 +77,14 @@ impl ApiError {
         )
     }
 
-    /// 404: no served model of that name.
-    pub fn unknown_model(name: &str, closest: &[&str]) -> Self {
+    /// 404: no served model of that name (`registered`: the registry has
+    /// it, but this server does not serve it).
+    pub fn unknown_model(name: &str, closest: &[&str], registered: bool) -> Self {
+        let what = if registered {
+            "is in the registry but not served by this server (start it with -m NAME, or install its plugin)"
+        } else {
+            "is not served here"
+        };
         let hint = if closest.is_empty() {
             "GET /v1/models lists the served models".to_string()
         } else {
@@ -95,7 +101,7 @@ impl ApiError {
             StatusCode::NOT_FOUND,
             "invalid_request_error",
             "model_not_found",
-            format!("model '{name}' is not served here; {hint}"),
+            format!("model '{name}' {what}; {hint}"),
         );
         e.param = Some("model".into());
         e

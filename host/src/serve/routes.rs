@@ -176,15 +176,7 @@ async fn answer(
     let request = openai::parse_chat_request(&body)?;
     let Some(slot) = state.table.get(&request.model) else {
         let (closest, registered) = state.table.closest(&request.model);
-        let mut e = ApiError::unknown_model(&request.model, &closest);
-        if registered {
-            e.message = format!(
-                "model '{}' is in the registry but not served by this server (start it with -m {0}, or install its plugin); {}",
-                request.model,
-                e.message.split_once("; ").map_or("", |(_, hint)| hint)
-            );
-        }
-        return Err(e);
+        return Err(ApiError::unknown_model(&request.model, &closest, registered));
     };
     tally.model = slot.name.clone();
     let model = slot
