@@ -590,7 +590,8 @@ fn absolute_string(path: &Path) -> String {
         .to_string()
 }
 
-fn json_kind(v: &Value) -> &'static str {
+/// A JSON value's kind in words (`a string`, `an array`, ...), for error messages.
+pub fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

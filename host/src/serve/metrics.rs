@@ -73,85 +73,82 @@ impl Metrics {
     pub fn render(&self, gauges: &[Gauges<'_>]) -> String {
         let all = self.models.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        out.push_str(
-            "# HELP clemhost_requests_total Chat completion requests answered, by model and HTTP status.\n\
-             # TYPE clemhost_requests_total counter\n",
-        );
-        for (model, m) in all.iter() {
-            for (status, n) in &m.requests {
-                let _ = writeln!(
-                    out,
-                    "clemhost_requests_total{{model=\"{}\",status=\"{status}\"}} {n}",
-                    label(model)
-                );
-            }
+        let counters = [
+            (
+                "clemhost_requests_total",
+                "Chat completion requests answered, by model and HTTP status.",
+                all.iter()
+                    .flat_map(|(model, m)| {
+                        m.requests.iter().map(move |(status, n)| {
+                            (
+                                format!("model=\"{}\",status=\"{status}\"", label(model)),
+                                *n,
+                            )
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "clemhost_errors_total",
+                "Failed requests, by model and error code.",
+                all.iter()
+                    .flat_map(|(model, m)| {
+                        m.errors.iter().map(move |(code, n)| {
+                            (format!("model=\"{}\",kind=\"{code}\"", label(model)), *n)
+                        })
+                    })
+                    .collect(),
+            ),
+        ];
+        for (name, help, samples) in counters {
+            family(&mut out, name, "counter", help, samples);
         }
-        out.push_str(
-            "# HELP clemhost_errors_total Failed requests, by model and error code.\n\
-             # TYPE clemhost_errors_total counter\n",
+        let gauge = |value: fn(&Gauges<'_>) -> usize| -> Vec<(String, u64)> {
+            gauges
+                .iter()
+                .map(|g| (format!("model=\"{}\"", label(g.model)), value(g) as u64))
+                .collect()
+        };
+        family(
+            &mut out,
+            "clemhost_in_flight",
+            "gauge",
+            "Requests the model's plugin is working on.",
+            gauge(|g| g.in_flight),
         );
-        for (model, m) in all.iter() {
-            for (code, n) in &m.errors {
-                let _ = writeln!(
-                    out,
-                    "clemhost_errors_total{{model=\"{}\",kind=\"{code}\"}} {n}",
-                    label(model)
-                );
-            }
-        }
-        out.push_str(
-            "# HELP clemhost_in_flight Requests the model's plugin is working on.\n\
-             # TYPE clemhost_in_flight gauge\n",
+        family(
+            &mut out,
+            "clemhost_queued",
+            "gauge",
+            "Requests waiting for a free slot of their model.",
+            gauge(|g| g.queued),
         );
-        for g in gauges {
-            let _ = writeln!(
-                out,
-                "clemhost_in_flight{{model=\"{}\"}} {}",
-                label(g.model),
-                g.in_flight
-            );
-        }
-        out.push_str(
-            "# HELP clemhost_queued Requests waiting for a free slot of their model.\n\
-             # TYPE clemhost_queued gauge\n",
-        );
-        for g in gauges {
-            let _ = writeln!(
-                out,
-                "clemhost_queued{{model=\"{}\"}} {}",
-                label(g.model),
-                g.queued
-            );
-        }
-        out.push_str(
-            "# HELP clemhost_request_duration_seconds Time from a request's arrival to its answer.\n\
-             # TYPE clemhost_request_duration_seconds histogram\n",
+        let name = "clemhost_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a request's arrival to its answer.\n# TYPE {name} histogram"
         );
         for (model, m) in all.iter() {
             let model = label(model);
-            for (bound, n) in BUCKETS.iter().zip(&m.buckets) {
-                let _ = writeln!(
-                    out,
-                    "clemhost_request_duration_seconds_bucket{{model=\"{model}\",le=\"{bound}\"}} {n}"
-                );
+            let bounds = BUCKETS
+                .iter()
+                .map(f64::to_string)
+                .chain(["+Inf".to_string()]);
+            for (bound, n) in bounds.zip(&m.buckets) {
+                let _ = writeln!(out, "{name}_bucket{{model=\"{model}\",le=\"{bound}\"}} {n}");
             }
-            let _ = writeln!(
-                out,
-                "clemhost_request_duration_seconds_bucket{{model=\"{model}\",le=\"+Inf\"}} {}",
-                m.buckets[BUCKETS.len()]
-            );
-            let _ = writeln!(
-                out,
-                "clemhost_request_duration_seconds_sum{{model=\"{model}\"}} {}",
-                m.sum_s
-            );
-            let _ = writeln!(
-                out,
-                "clemhost_request_duration_seconds_count{{model=\"{model}\"}} {}",
-                m.count
-            );
+            let _ = writeln!(out, "{name}_sum{{model=\"{model}\"}} {}", m.sum_s);
+            let _ = writeln!(out, "{name}_count{{model=\"{model}\"}} {}", m.count);
         }
         out
+    }
+}
+
+/// One metric family: its HELP and TYPE lines and its samples.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: Vec<(String, u64)>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }
 

@@ -7,6 +7,7 @@
 //! (`messages[2].content[0].type`) in words a user can act on.
 
 use super::errors::ApiError;
+use crate::registry::json_kind;
 use clemhost_plugin_sdk::{Generation, Message};
 use serde_json::{json, Map, Value};
 
@@ -27,21 +28,10 @@ pub struct ChatRequest {
     pub include_usage: bool,
 }
 
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 fn wrong_type(param: &str, wanted: &str, got: &Value) -> ApiError {
     ApiError::invalid_field(
         param,
-        format!("`{param}` must be {wanted}, not {}", type_name(got)),
+        format!("`{param}` must be {wanted}, not {}", json_kind(got)),
     )
 }
 
@@ -53,7 +43,7 @@ pub fn parse_chat_request(body: &[u8]) -> Result<ChatRequest, ApiError> {
             "",
             format!(
                 "the request body must be a JSON object like {{\"model\": ..., \"messages\": [...]}}, not {}",
-                type_name(&value)
+                json_kind(&value)
             ),
         ));
     };

@@ -176,7 +176,11 @@ async fn answer(
     let request = openai::parse_chat_request(&body)?;
     let Some(slot) = state.table.get(&request.model) else {
         let (closest, registered) = state.table.closest(&request.model);
-        return Err(ApiError::unknown_model(&request.model, &closest, registered));
+        return Err(ApiError::unknown_model(
+            &request.model,
+            &closest,
+            registered,
+        ));
     };
     tally.model = slot.name.clone();
     let model = slot

@@ -951,14 +951,31 @@ fn smollm2_answers_eight_concurrent_requests_as_it_answers_them_one_by_one() {
             .to_string()
     };
     let single: Vec<String> = prompts.iter().map(|p| answer(post(a, p))).collect();
-    let together: Vec<String> = prompts
+    let clients: Vec<_> = prompts
         .iter()
         .cloned()
         .map(|p| std::thread::spawn(move || post(a, &p)))
-        .collect::<Vec<_>>()
+        .collect();
+    // They reach the plugin together (so llamacpp can batch them).
+    let mut most_at_once = 0;
+    while clients.iter().any(|c| !c.is_finished()) {
+        let metrics = get(a, "/metrics").body;
+        let now: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("clemhost_in_flight{model=\"smol-gguf\"} "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        most_at_once = most_at_once.max(now);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let together: Vec<String> = clients
         .into_iter()
         .map(|t| answer(t.join().expect("client")))
         .collect();
+    assert!(
+        most_at_once >= 2,
+        "the requests reached the plugin one at a time"
+    );
     assert_eq!(single, together);
     assert!(single.iter().any(|s| !s.is_empty()), "{single:?}");
 }
