@@ -5,6 +5,8 @@
 //! and latency percentiles in milliseconds.
 //!
 //!   serve_load HOST:PORT PATH MODEL CLIENTS SECONDS
+//!
+//! The bearer token sent is `$BENCH_KEY` (default `bench`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -77,8 +79,9 @@ fn main() {
     let body = format!(
         r#"{{"model": "{model}", "messages": [{{"role": "user", "content": "Your task is to greet and happily welcome the other person with the name:\n\nPeter\n\nLet's start."}}], "temperature": 0.0, "max_tokens": 20}}"#
     );
+    let key = std::env::var("BENCH_KEY").unwrap_or_else(|_| "bench".into());
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer bench\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nAuthorization: Bearer {key}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     let started = Instant::now();

@@ -187,8 +187,7 @@ async fn serve(global: &GlobalArgs, config: ServeConfig, table: ModelTable) -> R
         "clemhost serve: {name}: no new connections; finishing the requests in flight (up to {:.0} s)",
         config.grace.as_secs_f64()
     );
-    let left = shutdown::drain(graceful, config.grace, &state.stop).await;
-    if left > 0 {
+    if !shutdown::drain(graceful, config.grace, &state.stop).await {
         tracing::warn!("some connections did not finish; closing them");
     }
     // The last handle of each model is dropped with the state (unless an

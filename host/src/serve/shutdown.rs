@@ -37,25 +37,22 @@ pub async fn signalled() -> &'static str {
 
 /// Lets every watched connection finish its request within `grace`; past
 /// it, raises `stop` (calls are cancelled and answer 503) and waits a
-/// little more. Returns how many connections were still open at the end.
+/// little more. Returns whether every connection finished.
 pub async fn drain(
     graceful: GracefulShutdown,
     grace: Duration,
     stop: &watch::Sender<bool>,
-) -> usize {
+) -> bool {
     let open = graceful.count();
     let done = graceful.shutdown();
     tokio::pin!(done);
     if tokio::time::timeout(grace, &mut done).await.is_ok() {
-        return 0;
+        return true;
     }
     tracing::warn!(
         "grace period of {:.0} s over with requests still running ({open} connection(s) at the start); cancelling them",
         grace.as_secs_f64()
     );
     let _ = stop.send(true);
-    match tokio::time::timeout(AFTER_CANCEL, &mut done).await {
-        Ok(()) => 0,
-        Err(_) => 1,
-    }
+    tokio::time::timeout(AFTER_CANCEL, &mut done).await.is_ok()
 }

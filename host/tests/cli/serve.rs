@@ -747,6 +747,28 @@ fn sigterm_finishes_the_requests_in_flight_then_stops() {
     assert!(log.contains("SIGTERM") && log.contains("stopped"), "{log}");
 }
 
+#[cfg(unix)]
+#[test]
+fn requests_still_running_after_the_grace_period_are_cancelled_with_503() {
+    let mut server = Server::start(&["-m", "misbehave-slow", "--grace", "1"]);
+    let a = server.addr;
+    let stuck = std::thread::spawn(move || post(a, &chat("misbehave-slow", "x")));
+    std::thread::sleep(Duration::from_millis(200));
+    let t = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    let r = stuck.join().expect("client");
+    assert_error(&r, 503, "shutting_down");
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("the server stops");
+    assert!(status.success(), "{status:?}");
+    // The plugin ignores the cancel flag and sleeps 5 s; the server does not wait for it.
+    assert!(t.elapsed() < Duration::from_secs(4), "{:?}", t.elapsed());
+}
+
 // --- Real clients --------------------------------------------------------
 
 /// The Python of a venv that scripts/python-venvs made, or `None` (with a
