@@ -57,6 +57,27 @@ impl std::error::Error for Error {}
 /// Result of a command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Makes text from outside (file contents, names, server answers) safe to
+/// print on a terminal: control characters other than line breaks and
+/// tabs (NUL, ESC and the terminal sequences it starts, DEL, C1 controls)
+/// are written as `\u{..}` escapes, so an error message cannot clear the
+/// screen, recolour it, set the window title or hide text.
+pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
+    let keep = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if text.chars().all(keep) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if keep(c) {
+            out.push(c);
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// Describes a JSON parse error with the file, line and column, and what to do.
 pub fn json_error(path: &std::path::Path, e: &serde_json::Error, what: &str) -> Error {
     Error::msg(format!(
@@ -65,4 +86,18 @@ pub fn json_error(path: &std::path::Path, e: &serde_json::Error, what: &str) -> 
         e.line(),
         e.column()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_reach_the_terminal_escaped() {
+        assert_eq!(escape_for_terminal("plain\nnext\tcol"), "plain\nnext\tcol");
+        assert_eq!(
+            escape_for_terminal("a\u{1b}[2Jb\0c\rd\u{9b}e"),
+            "a\\u{1b}[2Jb\\u{0}c\\u{d}d\\u{9b}e"
+        );
+    }
 }

@@ -61,7 +61,10 @@ fn main() -> std::process::ExitCode {
     let exit = match outcome {
         Ok(exit) => exit,
         Err(e) => {
-            eprintln!("error: {}", e.message);
+            eprintln!(
+                "error: {}",
+                clemhost::error::escape_for_terminal(&e.message)
+            );
             e.exit
         }
     };

@@ -1,15 +1,19 @@
 //! The C ABI between the host and a plugin: the only binary contract.
 //!
 //! Everything here is `#[repr(C)]` and frozen within an ABI major version.
-//! Tables grow only at their end; a reader checks `struct_size` before it
-//! touches a field added later. Everything else crosses as JSON (see
-//! [`crate::protocol`]).
+//! Tables grow only at their end. A reader accepts any table that holds at
+//! least the fields of ABI v1 ([`HOST_API_V1_SIZE`], [`PLUGIN_API_V1_SIZE`],
+//! constants that never change) and reads a field added later only when the
+//! table's `struct_size` covers it ([`usable_len`]), so an older plugin
+//! loads in a newer host and a newer plugin runs in an older one.
+//! Everything else crosses as JSON (see [`crate::protocol`]).
 //!
 //! Ownership: a [`PluginBuf`] is allocated by the plugin and must be released
 //! with the plugin's own [`PluginApi::free_buf`]; a [`Str`] is borrowed and
 //! only valid for the duration of the call that received it.
 
 use std::ffi::c_void;
+use std::mem::{offset_of, size_of};
 use std::sync::atomic::AtomicU8;
 
 /// The ABI major version this SDK speaks. Bumping it renames the entry symbol.
@@ -181,3 +185,64 @@ pub type EntryFn = unsafe extern "C" fn(host: *const HostApi) -> *const PluginAp
 
 /// The signature of [`ABI_PROBE_SYMBOL`].
 pub type AbiProbeFn = unsafe extern "C" fn() -> u32;
+
+/// The size of [`HostApi`] as ABI v1 first shipped it (its last v1 field is
+/// `log`). It never changes: a plugin accepts every host table at least this
+/// long, whatever its own `HostApi` has grown to.
+pub const HOST_API_V1_SIZE: usize = offset_of!(HostApi, log) + size_of::<LogFn>();
+
+/// The size of [`PluginApi`] as ABI v1 first shipped it (its last v1 field
+/// is `free_buf`). It never changes: a host accepts every plugin table at
+/// least this long, whatever its own `PluginApi` has grown to.
+pub const PLUGIN_API_V1_SIZE: usize = offset_of!(PluginApi, free_buf) + size_of::<FreeBufFn>();
+
+/// A `#[repr(C)]` table that starts with `struct_size: usize` and grows only
+/// at its end.
+///
+/// # Safety
+/// The type must be `#[repr(C)]`, begin with the v1 fields of its table in
+/// their frozen layout, and `V1_SIZE` must be the size of those fields.
+pub unsafe trait Table {
+    /// The size of the table's ABI v1 fields (never changes).
+    const V1_SIZE: usize;
+}
+
+// SAFETY: HostApi is #[repr(C)] and is the v1 table itself plus later fields.
+unsafe impl Table for HostApi {
+    const V1_SIZE: usize = HOST_API_V1_SIZE;
+}
+
+// SAFETY: PluginApi is #[repr(C)] and is the v1 table itself plus later fields.
+unsafe impl Table for PluginApi {
+    const V1_SIZE: usize = PLUGIN_API_V1_SIZE;
+}
+
+/// How many bytes of a table the other side sent (`struct_size`) a reader
+/// compiled with table type `T` may use: `None` when the table lacks a v1
+/// field (refuse it), otherwise the smaller of `struct_size` and the
+/// reader's own `size_of::<T>()`. A field added after v1 is read only when
+/// the usable length reaches its end:
+///
+/// ```
+/// use clemhost_plugin_sdk::abi::{usable_len, HostApi, HOST_API_V1_SIZE};
+/// // A host of today talking to a plugin of today: all of v1, nothing less.
+/// assert_eq!(usable_len::<HostApi>(HOST_API_V1_SIZE), Some(HOST_API_V1_SIZE));
+/// // A longer (newer) table is fine; the reader uses what it knows.
+/// assert_eq!(usable_len::<HostApi>(HOST_API_V1_SIZE + 8), Some(size_of::<HostApi>()));
+/// // Shorter than v1: not a table of this ABI.
+/// assert_eq!(usable_len::<HostApi>(8), None);
+/// // A later field `f` would be read only if
+/// // `usable >= offset_of!(HostApi, f) + size_of::<F>()`.
+/// # use std::mem::size_of;
+/// ```
+pub const fn usable_len<T: Table>(struct_size: usize) -> Option<usize> {
+    if struct_size < T::V1_SIZE {
+        return None;
+    }
+    let known = size_of::<T>();
+    Some(if struct_size < known {
+        struct_size
+    } else {
+        known
+    })
+}

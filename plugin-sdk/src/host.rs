@@ -97,6 +97,18 @@ fn host_api() -> &'static HostApi {
     })
 }
 
+/// The usable length of a plugin's table of `struct_size` bytes, or why it
+/// is refused (it lacks a field of ABI v1). A table longer than this host's
+/// own (a newer plugin) and one shorter (an older plugin, once the table has
+/// grown) are both fine.
+pub fn check_plugin_table(struct_size: usize) -> Result<usize, LoadError> {
+    usable_len::<PluginApi>(struct_size).ok_or_else(|| {
+        LoadError::BadTable(format!(
+            "table is {struct_size} bytes, ABI v{ABI_VERSION} needs at least {PLUGIN_API_V1_SIZE}"
+        ))
+    })
+}
+
 /// An opened plugin library. Cheap to clone; the library stays mapped forever.
 #[derive(Clone)]
 pub struct Plugin {
@@ -106,6 +118,8 @@ pub struct Plugin {
 struct PluginInner {
     path: PathBuf,
     api: &'static PluginApi,
+    /// How much of `api` the plugin filled in (see [`crate::abi::usable_len`]).
+    api_len: usize,
     manifest: Manifest,
     max_response_bytes: usize,
 }
@@ -130,7 +144,21 @@ fn take_buf(api: &PluginApi, buf: PluginBuf) -> Vec<u8> {
     bytes
 }
 
+/// An error from a plugin with credentials taken out (a server may echo
+/// the request's `authorization` header into the body a plugin quotes), so
+/// nothing the host prints or writes repeats them.
 fn decode_error(status: Status, bytes: &[u8]) -> BackendError {
+    let mut e = decode_raw_error(status, bytes);
+    if let std::borrow::Cow::Owned(m) = crate::redact::redact(&e.message) {
+        e.message = m;
+    }
+    if let Some(d) = e.details.as_mut() {
+        crate::redact::redact_json(d);
+    }
+    e
+}
+
+fn decode_raw_error(status: Status, bytes: &[u8]) -> BackendError {
     match serde_json::from_slice::<BackendError>(bytes) {
         Ok(e) => e,
         Err(_) => BackendError::new(
@@ -163,9 +191,15 @@ impl Plugin {
     /// with `panic = "abort"` can still end the process, which is why
     /// `clemhost plugins list` probes files in a child process.
     pub fn open(path: &Path) -> Result<Plugin, LoadError> {
+        Self::open_as(path, path)
+    }
+
+    /// [`Plugin::open`] of the file `load` names (e.g. `/proc/self/fd/N`,
+    /// the descriptor of a file the host has checked), remembered as `path`.
+    pub fn open_as(load: &Path, path: &Path) -> Result<Plugin, LoadError> {
         // SAFETY: loading a library runs its initialisers; plugins are trusted code
         // (the host checks ownership and permissions before calling this).
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| {
+        let lib = unsafe { libloading::Library::new(load) }.map_err(|e| {
             let msg = e.to_string();
             let lower = msg.to_lowercase();
             if lower.contains("invalid elf header")
@@ -207,13 +241,10 @@ impl Plugin {
                 host: ABI_VERSION,
             });
         }
-        if api.struct_size < std::mem::size_of::<PluginApi>() {
-            return Err(LoadError::BadTable(format!(
-                "table is {} bytes, ABI v{ABI_VERSION} needs {}",
-                api.struct_size,
-                std::mem::size_of::<PluginApi>()
-            )));
-        }
+        // An older plugin's table may be shorter than this host's PluginApi:
+        // only the v1 fields are required; a later field is read only when
+        // `api_len` covers it.
+        let api_len = check_plugin_table(api.struct_size)?;
         let mut buf = PluginBuf::EMPTY;
         let status = (api.manifest)(&mut buf);
         let bytes = take_buf(api, buf);
@@ -231,6 +262,7 @@ impl Plugin {
             inner: Arc::new(PluginInner {
                 path: path.to_path_buf(),
                 api,
+                api_len,
                 manifest,
                 max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             }),
@@ -240,6 +272,13 @@ impl Plugin {
     /// The file it was opened from.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// How many bytes of its table the plugin filled in and this host reads:
+    /// a field added to [`PluginApi`] after ABI v1 is called only when this
+    /// reaches the field's end.
+    pub fn table_len(&self) -> usize {
+        self.inner.api_len
     }
 
     /// What the plugin says about itself.

@@ -12,6 +12,7 @@
 //! - [`export_backend!`]: emits the entry symbol; all logic is in [`export`].
 //! - [`protocol`]: the JSON messages that cross the boundary (pure data).
 //! - [`abi`]: the small frozen C ABI (`#[repr(C)]` tables of function pointers).
+//! - [`redact`]: credentials taken out of text before it is shown or written.
 //! - `runtime()` (feature `tokio`): a tokio runtime owned by the plugin.
 //! - `host` (feature `host`): loading plugins, used by clemhost itself.
 //!
@@ -44,6 +45,7 @@ pub mod export;
 pub mod host;
 mod logging;
 pub mod protocol;
+pub mod redact;
 #[cfg(feature = "tokio")]
 mod runtime;
 

@@ -1,7 +1,7 @@
 //! Forwards the plugin's `log` records to the host, which prints them through
 //! `tracing` under the plugin's name. A plugin never writes to stdout.
 
-use crate::abi::{HostApi, LogFn, Str};
+use crate::abi::{usable_len, HostApi, LogFn, Str};
 use std::sync::OnceLock;
 
 struct HostLogger {
@@ -51,7 +51,9 @@ pub(crate) unsafe fn install(host: *const HostApi, plugin: &'static str) {
     let Some(host) = (unsafe { host.as_ref() }) else {
         return;
     };
-    if host.struct_size < std::mem::size_of::<HostApi>() {
+    // A newer plugin meets an older host's shorter table: only the v1 fields
+    // are needed here.
+    if usable_len::<HostApi>(host.struct_size).is_none() {
         return;
     }
     let logger = LOGGER.get_or_init(|| HostLogger {

@@ -43,10 +43,27 @@ pub struct Capabilities {
     pub batching: bool,
     /// The backend talks to a remote service (keys, retries, rate limits apply).
     pub remote: bool,
-    /// The key.json section the backend reads, if any (e.g. `openai`).
+    /// The key.json section the backend reads, if any (e.g. `openai`). A
+    /// registry entry may name another one with a top-level `"key_name"`.
     pub key_name: Option<String>,
     /// The backend cannot run without that key section.
     pub requires_key: bool,
+    /// The environment variables that stand in for the section's `api_key`,
+    /// first set one wins (e.g. `["OPENAI_API_KEY"]`). The host reads them
+    /// for the section [`Capabilities::key_name`] names, never for a section
+    /// a registry entry names itself.
+    pub key_env: Vec<String>,
+    /// Other fields of the section that come from the environment when the
+    /// section itself does (field name, variable), e.g.
+    /// `[("organisation", "OPENAI_ORG_ID")]`.
+    pub key_env_fields: Vec<(String, String)>,
+    /// A `model_config` flag that makes the key section required for one
+    /// entry (e.g. `requires_api_key`, which gated HuggingFace models set).
+    pub key_required_flag: Option<String>,
+    /// The host records the plugin's response object as it is, without
+    /// adding clemcore's `clem_player` object to it (clemcore's llamacpp
+    /// backend does not add it).
+    pub raw_response_as_is: bool,
 }
 
 /// Generation arguments, as clemcore passes them (`temperature`, `max_tokens`)

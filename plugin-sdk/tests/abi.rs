@@ -2,7 +2,7 @@
 //! and the hostile plugin driven through the real loader.
 
 use clemhost_plugin_sdk::abi::*;
-use clemhost_plugin_sdk::host::{LoadError, Plugin};
+use clemhost_plugin_sdk::host::{check_plugin_table, LoadError, Plugin};
 use clemhost_plugin_sdk::*;
 use std::mem::{align_of, offset_of, size_of};
 use std::path::PathBuf;
@@ -53,6 +53,81 @@ fn repr_c_layouts_are_frozen() {
     assert_eq!(ENTRY_SYMBOL, b"clemhost_plugin_v1\0");
     assert_eq!(ABI_PROBE_SYMBOL, b"clemhost_plugin_abi_version\0");
     assert_eq!((STATUS_OK, STATUS_ERR, STATUS_PANIC), (0, 1, 2));
+}
+
+/// ABI v1's tables grown by one field, as a later SDK will have them.
+#[repr(C)]
+struct PluginApiNext {
+    v1: PluginApi,
+    added: extern "C" fn() -> u32,
+}
+// SAFETY: #[repr(C)], starts with the v1 table.
+unsafe impl Table for PluginApiNext {
+    const V1_SIZE: usize = PLUGIN_API_V1_SIZE;
+}
+
+#[repr(C)]
+struct HostApiNext {
+    v1: HostApi,
+    added: u64,
+}
+// SAFETY: #[repr(C)], starts with the v1 table.
+unsafe impl Table for HostApiNext {
+    const V1_SIZE: usize = HOST_API_V1_SIZE;
+}
+
+#[test]
+fn the_v1_baselines_are_the_tables_of_today() {
+    assert_eq!(PLUGIN_API_V1_SIZE, size_of::<PluginApi>());
+    assert_eq!(HOST_API_V1_SIZE, size_of::<HostApi>());
+}
+
+/// Issue 11, bug 1: a host whose `PluginApi` has grown must still open a
+/// plugin built before (its table is only v1 long), and read none of the
+/// fields that plugin does not have.
+#[test]
+fn an_older_plugin_is_accepted_by_a_host_whose_table_grew() {
+    let newer_host_size = size_of::<PluginApiNext>();
+    assert!(newer_host_size > PLUGIN_API_V1_SIZE);
+    let usable = usable_len::<PluginApiNext>(PLUGIN_API_V1_SIZE)
+        .expect("a v1 plugin table is accepted by a grown host");
+    assert_eq!(usable, PLUGIN_API_V1_SIZE);
+    let added_end = offset_of!(PluginApiNext, added) + size_of::<extern "C" fn() -> u32>();
+    assert!(usable < added_end, "the added field must not be read");
+    // A newer plugin (longer table) is fine for the grown host too.
+    assert_eq!(
+        usable_len::<PluginApiNext>(newer_host_size + 8),
+        Some(newer_host_size)
+    );
+    // And for the host of today, through the check Plugin::open makes.
+    assert_eq!(check_plugin_table(newer_host_size), Ok(PLUGIN_API_V1_SIZE));
+    assert_eq!(
+        check_plugin_table(PLUGIN_API_V1_SIZE),
+        Ok(PLUGIN_API_V1_SIZE)
+    );
+    // Shorter than v1 lacks a function the host calls: refused, in one line.
+    let e = check_plugin_table(PLUGIN_API_V1_SIZE - 8).unwrap_err();
+    assert!(
+        matches!(&e, LoadError::BadTable(m) if m.contains(&PLUGIN_API_V1_SIZE.to_string())),
+        "{e:?}"
+    );
+}
+
+/// Issue 11, bug 1, other direction: a plugin whose `HostApi` has grown must
+/// keep logging through an older host's v1 table.
+#[test]
+fn a_newer_plugin_accepts_an_older_hosts_table() {
+    let usable = usable_len::<HostApiNext>(HOST_API_V1_SIZE)
+        .expect("a v1 host table is accepted by a grown plugin");
+    assert_eq!(usable, HOST_API_V1_SIZE);
+    assert!(usable < offset_of!(HostApiNext, added) + size_of::<u64>());
+    assert_eq!(
+        usable_len::<HostApiNext>(size_of::<HostApiNext>()),
+        Some(size_of::<HostApiNext>())
+    );
+    assert_eq!(usable_len::<HostApiNext>(HOST_API_V1_SIZE - 8), None);
+    let _ = |n: &HostApiNext| (n.v1.abi_version, n.added);
+    let _ = |n: &PluginApiNext| (n.v1.abi_version, n.added);
 }
 
 #[test]
@@ -131,6 +206,7 @@ fn echo_plugin_round_trip() {
     assert_eq!((m.name.as_str(), m.abi_version), ("echo_api", ABI_VERSION));
     assert_eq!(m.backends, vec!["echo".to_string()]);
     assert_eq!(m.panic_strategy, "unwind");
+    assert_eq!(plugin.table_len(), PLUGIN_API_V1_SIZE);
     let model = plugin
         .create_model(&config(serde_json::json!({})))
         .expect("model opens");

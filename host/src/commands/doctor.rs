@@ -8,7 +8,9 @@
 use crate::cli::GlobalArgs;
 use crate::commands::check_hf::{self, escape_regex, Loaded};
 use crate::error::{Error, Exit, Result};
+use crate::games::instances::InstanceFile;
 use crate::registry::{parse_model_arg, Registry};
+use crate::runner::{GenSettings, InstancesSource, ModelLimits, RunPlan, StopToken};
 use clap::Args;
 use clemhost_local_common::template::ChatTemplate;
 use clemhost_plugin_sdk::Message;
@@ -84,24 +86,37 @@ fn read_json(path: &Path) -> Result<Value> {
     serde_json::from_str(&text).map_err(|e| crate::error::json_error(path, &e, "the recorded file"))
 }
 
-fn find_episode_dir(root: &Path) -> Option<PathBuf> {
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).ok()?;
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                if p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("instance_"))
-                {
-                    return Some(p);
-                }
-                stack.push(p);
-            }
+/// A fresh folder under the temp directory, made with a random name that
+/// no one else can have taken (create_dir fails when it exists).
+fn scratch_dir() -> Result<PathBuf> {
+    let base = std::env::temp_dir();
+    let mut last = None;
+    for _ in 0..8 {
+        let dir = base.join(format!(
+            "clemhost-doctor-{}-{:016x}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) => last = Some(e),
         }
     }
-    None
+    Err(Error::msg(format!(
+        "cannot create a scratch folder in {}: {}",
+        base.display(),
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )))
+}
+
+/// The one episode's folder: the one with interactions.json, else the one with error.json.
+fn find_episode_dir(root: &Path) -> Option<PathBuf> {
+    let mut found = crate::results::find_episodes(root);
+    if found.is_empty() {
+        // A failed episode has no interactions.json but an error.json.
+        found = crate::results::dirs_holding(root, crate::results::files::ERROR);
+    }
+    found.pop()
 }
 
 /// Where the model's tokenizer and template come from, for local backends.
@@ -215,75 +230,53 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<Exit> {
         None => None,
     };
 
-    // One hellogame episode into a scratch folder, by the real `run`.
-    let stamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    let scratch =
-        std::env::temp_dir().join(format!("clemhost-doctor-{}-{stamp}", std::process::id()));
-    std::fs::create_dir_all(&scratch)
-        .map_err(|e| Error::msg(format!("cannot create {}: {e}", scratch.display())))?;
+    // One hellogame episode into a scratch folder, through the pipeline
+    // `run` uses (in this process, so -v, -q and the other global options hold).
+    let scratch = scratch_dir()?;
     let game = crate::games::find_game("hellogame").expect("hellogame is built in");
-    let experiments =
+    let mut file =
         crate::games::instances::parse(game.shipped_instances(), "hellogame's shipped instances")
             .map_err(|e| Error::msg(e.to_string()))?;
-    let first = experiments
-        .first()
-        .and_then(|e| e.instances.first().map(|i| (e, i)))
-        .ok_or_else(|| Error::msg("hellogame ships no instance"))?;
-    let mut experiment = first.0.meta.clone();
-    experiment.insert("game_instances".into(), json!([first.1]));
-    let instances = scratch.join("instances.json");
-    std::fs::write(
-        &instances,
-        json!({ "experiments": [experiment] }).to_string(),
-    )
-    .map_err(|e| Error::msg(format!("cannot write {}: {e}", instances.display())))?;
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::msg(format!("cannot find the clemhost executable: {e}")))?;
-    let mut cmd = std::process::Command::new(exe);
-    for d in &global.plugin_dirs {
-        cmd.arg("--plugin-dir").arg(d);
-    }
-    for r in &global.registries {
-        cmd.arg("--registry").arg(r);
-    }
-    if global.no_default_registry {
-        cmd.arg("--no-default-registry");
+    file.truncate(1);
+    if let Some(e) = file.first_mut() {
+        e.instances.truncate(1);
     }
     let results = scratch.join("results");
-    cmd.args([
-        "run",
-        "-g",
-        "hellogame",
-        "-m",
-        &args.model,
-        "--no-progress",
-        "-l",
-    ])
-    .arg(args.max_tokens.to_string())
-    .arg("-i")
-    .arg(&instances)
-    .arg("-r")
-    .arg(&results);
+    let plan = RunPlan {
+        game,
+        instances: InstancesSource::Given(InstanceFile {
+            path: None,
+            experiments: file,
+        }),
+        experiment: None,
+        models: vec![args.model.clone()],
+        gen: GenSettings {
+            temperature: 0.0,
+            max_tokens: args.max_tokens,
+        },
+        limits: ModelLimits::default(),
+        results_dir: results.clone(),
+        parallel: Some(1),
+        resume: false,
+        show_progress: false,
+    };
     if !args.json {
         eprintln!(
             "doctor: playing one hellogame episode with {} ...",
             resolved.model_name()
         );
     }
-    let out = cmd
-        .output()
-        .map_err(|e| Error::msg(format!("cannot start `clemhost run`: {e}")))?;
-    let outcome = inspect(
-        &results,
-        &spec,
-        &backend,
-        loaded.as_ref(),
-        args.max_tokens,
-        &out,
-    );
+    let played = crate::commands::run::play_plan(plan, &registry, global, &StopToken::ctrl_c());
+    let outcome = match played {
+        Ok(_) => inspect(&results, &spec, &backend, loaded.as_ref(), args.max_tokens),
+        Err(e) => Err(Error::with_exit(
+            Exit::CheckFailed,
+            format!(
+                "the episode did not run, so nothing could be inspected: {}",
+                e.message
+            ),
+        )),
+    };
     if args.keep {
         eprintln!("doctor: results kept in {}", results.display());
     } else {
@@ -333,15 +326,14 @@ fn inspect(
     backend: &str,
     loaded: Option<&Loaded>,
     max_tokens: u32,
-    run: &std::process::Output,
 ) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let Some(episode) = find_episode_dir(results) else {
         return Err(Error::with_exit(
             Exit::CheckFailed,
             format!(
-                "the episode did not run, so nothing could be inspected; `clemhost run` said:\n{}",
-                String::from_utf8_lossy(&run.stderr).trim()
+                "the episode wrote nothing under {}, so nothing could be inspected",
+                results.display()
             ),
         ));
     };

@@ -51,8 +51,10 @@ fn py_float(v: Option<f64>) -> String {
     }
 }
 
+/// A CSV field, quoted when it holds a comma, a quote or a line break
+/// (`\n` or `\r`), as Python's csv module does.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
+    if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
@@ -75,7 +77,6 @@ fn write(path: &Path, text: &str) -> Result<()> {
 pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
     let root = &args.results_dir;
     let mut rows = Vec::new();
-    let mut errored = 0usize;
     let mut unscored = 0usize;
     for dir in results::find_episodes(root) {
         let scores_path = dir.join(files::SCORES);
@@ -96,6 +97,8 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
                 scores_path.display()
             ))
         })?;
+        // The run folder holds the model names escaped (`org%2Fname`); show them as they are.
+        let model = crate::results::names::unescape_component(&model);
         let Some(ep) = scores.get("episode scores").and_then(Value::as_object) else {
             return Err(Error::msg(format!(
                 "{}: no \"episode scores\" object; run clemhost score again",
@@ -132,7 +135,7 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         }
     }
     // Episodes that failed have error.json and no interactions.json.
-    count_errors(root, &mut errored);
+    let errored = results::dirs_holding(root, files::ERROR).len();
     if rows.is_empty() {
         return Err(Error::msg(format!(
             "no scores.json under {}; run clemhost score first",
@@ -285,16 +288,16 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-fn count_errors(dir: &Path, n: &mut usize) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            count_errors(&p, n);
-        } else if p.file_name().is_some_and(|f| f == files::ERROR) {
-            *n += 1;
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_fields_with_line_breaks_are_quoted() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("a\nb"), "\"a\nb\"");
+        assert_eq!(csv_field("a\rb"), "\"a\rb\"");
     }
 }

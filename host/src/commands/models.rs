@@ -8,13 +8,13 @@
 
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
-use crate::keys::{entry_requires_key, KeyStore};
-use crate::plugins::{self, Candidate};
+use crate::keys::{KeyNeed, KeyStore};
+use crate::plugins::{self, probe::probe_manifests};
 use crate::registry::{self, parse_model_arg, Registry, RegistryEntry, SHIPPED_SOURCE};
 use clap::{Args, Subcommand};
+use clemhost_plugin_sdk::Manifest;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
@@ -86,63 +86,15 @@ pub fn run(global: &GlobalArgs, cmd: &ModelsCommand) -> Result<Exit> {
     }
 }
 
-/// Which key section a backend reads and whether it cannot run without it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyNeed {
-    /// The key.json section.
-    pub key_name: String,
-    /// The backend refuses to start without it.
-    pub required: bool,
-}
-
-/// What clemhost's own backends need when their plugin cannot tell (it is
-/// not installed): the remote ones read the section named after them, the
-/// local ones read `huggingface` for gated models only.
-pub fn default_key_need(backend: &str) -> Option<KeyNeed> {
-    let (key_name, required) = match backend {
-        "openai" | "openai_compatible" | "anthropic" | "cohere" | "mistral" | "google"
-        | "openrouter" | "slurk" => (backend, true),
-        "huggingface_local" | "llamacpp" => ("huggingface", false),
-        _ => return None,
-    };
-    Some(KeyNeed {
-        key_name: key_name.to_string(),
-        required,
+/// What an entry needs from the key files: from its plugin's manifest when
+/// the plugin is installed (and may be opened), otherwise only what the
+/// entry says itself (its `"key_name"`); `Ok(None)` means nothing is known
+/// to be needed.
+fn key_need(manifest: Option<&Manifest>, spec: &Map<String, Value>) -> Result<Option<KeyNeed>> {
+    Ok(match manifest {
+        Some(m) => KeyNeed::of(&m.capabilities, spec)?,
+        None => KeyNeed::from_entry_alone(spec)?,
     })
-}
-
-/// The key needs of installed plugins, from their manifests. Each plugin is
-/// opened in a child process (`clemhost __probe`), so a broken plugin cannot
-/// take the listing down; plugins that fail to open are left out.
-fn probe_key_needs(
-    candidates: &[Candidate],
-    backends: &[&str],
-) -> BTreeMap<String, Option<KeyNeed>> {
-    let mut needs = BTreeMap::new();
-    let Ok(exe) = std::env::current_exe() else {
-        return needs;
-    };
-    let pending: Vec<_> = candidates
-        .iter()
-        .filter(|c| backends.contains(&c.backend.as_str()))
-        .filter(|c| plugins::check_trust(&c.path).is_ok())
-        .filter_map(|c| {
-            plugins::probe::spawn_probe(&exe, &c.path)
-                .ok()
-                .map(|p| (c.backend.clone(), p))
-        })
-        .collect();
-    for (backend, probe) in pending {
-        if let Some(manifest) = probe.finish().manifest {
-            let caps = manifest.capabilities;
-            let need = caps.key_name.map(|key_name| KeyNeed {
-                key_name,
-                required: caps.requires_key,
-            });
-            needs.insert(backend, need);
-        }
-    }
-    needs
 }
 
 /// The key state of one entry, for the listing.
@@ -160,26 +112,22 @@ struct KeyState {
     source: Option<String>,
 }
 
-fn key_state(
-    need: Option<&KeyNeed>,
-    entry: &Map<String, Value>,
-    keys: &KeyStore,
-) -> Option<KeyState> {
+fn key_state(need: Option<&KeyNeed>, keys: &KeyStore) -> Option<KeyState> {
     let need = need?;
     Some(KeyState {
         name: need.key_name.clone(),
-        present: keys.has_key(&need.key_name),
-        api_key: keys.has_api_key(&need.key_name),
-        required: need.required || entry_requires_key(entry),
-        source: keys
-            .has_key(&need.key_name)
-            .then(|| keys.source(&need.key_name).map(|s| s.to_string()))
-            .flatten(),
+        present: keys.has_key(need),
+        api_key: keys.has_api_key(need),
+        required: need.required,
+        source: keys.source(need).map(|s| s.to_string()),
     })
 }
 
-fn key_column(state: Option<&KeyState>) -> String {
+fn key_column(state: Option<&KeyState>, row: &ListedModel) -> String {
     match state {
+        // Without its manifest the host cannot say what the entry needs.
+        None if !row.plugin_installed => "? (no plugin)".into(),
+        None if !row.plugin_read => "? (plugin not opened)".into(),
         None => "-".into(),
         Some(k) if k.present && k.api_key => format!("yes ({})", k.name),
         Some(k) if k.present => format!("yes ({}, no api_key)", k.name),
@@ -204,6 +152,10 @@ struct ListedModel {
     backend: String,
     plugin_installed: bool,
     plugin: Option<String>,
+    /// The plugin's manifest was read, so `key` is what it declares.
+    plugin_read: bool,
+    /// The entry's own `"key_name"`, if it names one.
+    key_name: Value,
     key: Option<KeyState>,
     source: String,
     lookup_source: Value,
@@ -222,30 +174,30 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
     let mut backends: Vec<&str> = entries.iter().map(|e| e.backend()).collect();
     backends.sort_unstable();
     backends.dedup();
-    let probed = probe_key_needs(&candidates, &backends);
-    let rows: Vec<ListedModel> = entries
+    let probed = probe_manifests(&candidates, Some(&backends));
+    let rows = entries
         .iter()
         .map(|e| {
             let plugin = candidates.iter().find(|c| c.backend == e.backend());
-            let need = match probed.get(e.backend()) {
-                Some(need) => need.clone(),
-                None => default_key_need(e.backend()),
-            };
-            ListedModel {
+            let manifest = probed.get(e.backend());
+            let need = key_need(manifest, &e.spec)?;
+            Ok(ListedModel {
                 model_name: e.model_name().to_string(),
                 backend: e.backend().to_string(),
                 plugin_installed: plugin.is_some(),
                 plugin: plugin.map(|c| c.path.display().to_string()),
-                key: key_state(need.as_ref(), &e.spec, &keys),
+                plugin_read: manifest.is_some(),
+                key_name: e.spec.get("key_name").cloned().unwrap_or(Value::Null),
+                key: key_state(need.as_ref(), &keys),
                 source: if e.source == SHIPPED_SOURCE {
                     e.source.clone()
                 } else {
                     e.location()
                 },
                 lookup_source: e.spec.get("lookup_source").cloned().unwrap_or(Value::Null),
-            }
+            })
         })
-        .collect();
+        .collect::<Result<Vec<ListedModel>>>()?;
     if args.json {
         let out = serde_json::json!({
             "registries": registry.files(),
@@ -272,7 +224,7 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
                     } else {
                         "no".into()
                     },
-                    key_column(r.key.as_ref()),
+                    key_column(r.key.as_ref(), r),
                     source_label(&r.source),
                 ]
             })
@@ -370,13 +322,14 @@ fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<Exit> {
             source_label_with_location(&resolved.source, &location)
         ));
         let keys = KeyStore::load()?;
-        let need = match &plugin {
-            Some(c) => probe_key_needs(std::slice::from_ref(c), &[resolved.backend()])
-                .remove(resolved.backend())
-                .unwrap_or_else(|| default_key_need(resolved.backend())),
-            None => default_key_need(resolved.backend()),
-        };
-        match key_state(need.as_ref(), &resolved.spec, &keys) {
+        let manifest = plugin.as_ref().and_then(|c| {
+            probe_manifests(std::slice::from_ref(c), None).remove(resolved.backend())
+        });
+        let need = key_need(manifest.as_ref(), &resolved.spec)?;
+        match key_state(need.as_ref(), &keys) {
+            None if manifest.is_none() => page.line(
+                "key:        unknown until the plugin can be read (it says which key section it needs)",
+            ),
             None => page.line("key:        none needed"),
             Some(k) if k.present => page.line(format!(
                 "key:        \"{}\" present ({})",
@@ -384,10 +337,10 @@ fn show(global: &GlobalArgs, args: &ShowArgs) -> Result<Exit> {
                 k.source.as_deref().unwrap_or("?")
             )),
             Some(k) if k.required => {
-                let hint = match keys.require_for(resolved.backend(), &k.name) {
-                    Err(e) => e.to_string(),
-                    Ok(_) => String::new(),
-                };
+                let hint = need
+                    .as_ref()
+                    .map(|n| keys.missing(resolved.backend(), n).to_string())
+                    .unwrap_or_default();
                 page.line(format!("key:        \"{}\" MISSING: {hint}", k.name));
             }
             Some(k) => page.line(format!("key:        \"{}\" not set (optional)", k.name)),

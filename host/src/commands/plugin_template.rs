@@ -29,6 +29,7 @@ clemhost-plugin-sdk = {{ path = "{sdk}" }}
 panic = "unwind"
 "#
     );
+    let upper = name.to_ascii_uppercase();
     let lib = format!(
         r#"//! The `{name}` backend for clemhost.
 //!
@@ -55,6 +56,12 @@ impl Backend for Model {{
             description: "starter backend created by `clemhost plugins new`".to_string(),
             capabilities: Capabilities {{
                 concurrent_generate: true,
+                // A backend that needs a key names its key.json section, and
+                // the environment variables that may stand in for its api_key
+                // (clemhost knows no backend by name; it reads these):
+                // key_name: Some("{name}".to_string()),
+                // requires_key: true,
+                // key_env: vec!["{upper}_API_KEY".to_string()],
                 ..Capabilities::default()
             }},
         }}

@@ -82,8 +82,8 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
     let dirs = plugins::search_dirs(global);
     let mut first: BTreeMap<String, String> = BTreeMap::new();
     let mut pending = Vec::new();
-    for dir in &dirs {
-        for c in plugins::scan_dir(dir) {
+    {
+        for c in plugins::scan_all(global) {
             let file = c.path.display().to_string();
             let shadowed_by = match first.get(&c.backend) {
                 Some(f) => Some(f.clone()),
@@ -95,6 +95,8 @@ fn list(global: &GlobalArgs, args: &ListArgs) -> Result<Exit> {
             let sha256 = probe::sha256_file(&c.path).unwrap_or_else(|e| format!("unreadable: {e}"));
             let job = match plugins::check_trust(&c.path) {
                 Err(reason) => Err(format!("refused: {reason}")),
+                // Listing must not run code a cloned repository brought along.
+                Ok(()) if !plugins::may_probe(&c) => Err(plugins::cwd_not_opened()),
                 Ok(()) => probe::spawn_probe(&exe, &c.path)
                     .map_err(|e| format!("load error: cannot start the probe: {e}")),
             };

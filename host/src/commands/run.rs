@@ -2,11 +2,14 @@
 
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
-use crate::runner::{self, setup::RunOptions, RunSummary};
+use crate::registry::Registry;
+use crate::runner::call::CallSettings;
+use crate::runner::limits::{self, RetryPolicy};
+use crate::runner::{
+    self, GenSettings, InstancesSource, ModelLimits, RunPlan, RunSummary, StopToken,
+};
 use clap::Args;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Options of this command.
@@ -44,7 +47,8 @@ pub struct RunArgs {
     /// Episodes played at once (default: what the models' plugins allow).
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
-    /// Skip episodes that already have completed.json.
+    /// Skip episodes that finished earlier (their files are all there and
+    /// parse); refused when the recorded settings differ from this run's.
     #[arg(long)]
     pub resume: bool,
     /// The most model calls in flight per backend.
@@ -57,7 +61,8 @@ pub struct RunArgs {
     /// The first back-off delay in milliseconds (doubled per attempt, with jitter).
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub retry_delay_ms: u64,
-    /// Seconds a model call may take before it is cancelled (and retried).
+    /// Seconds a model call may take before it is cancelled (and retried);
+    /// from 0.001 to 604800 (7 days).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
     /// No progress output.
@@ -65,80 +70,64 @@ pub struct RunArgs {
     pub no_progress: bool,
 }
 
-/// The flag Ctrl-C sets. The handler is installed once per process; a
-/// second Ctrl-C ends the process at once (files are written atomically,
-/// so nothing is left half-written).
-fn stop_flag() -> Arc<AtomicBool> {
-    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    FLAG.get_or_init(|| {
-        let flag = Arc::new(AtomicBool::new(false));
-        let f = flag.clone();
-        let installed = ctrlc::set_handler(move || {
-            if f.swap(true, Ordering::SeqCst) {
-                eprintln!("\ninterrupted again: stopping now");
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupted: finishing the files of running episodes (Ctrl-C again to quit at once)");
-        });
-        if let Err(e) = installed {
-            tracing::warn!("Ctrl-C handling is not available: {e}");
+impl RunArgs {
+    /// Checks the options and turns them into a [`RunPlan`]: numbers in
+    /// their bounds (a usage error naming the option otherwise), the game known.
+    pub fn plan(&self, global: &GlobalArgs) -> Result<RunPlan> {
+        let usage = |m: String| Error::with_exit(Exit::Usage, m);
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(usage(format!(
+                "-t {} is not a temperature; use a number >= 0",
+                self.temperature
+            )));
         }
-        flag
-    })
-    .clone()
+        let timeout = self
+            .timeout
+            .map(limits::timeout_from_secs)
+            .transpose()
+            .map_err(usage)?;
+        if self.parallel == Some(0) || self.max_concurrent == Some(0) || self.retries == 0 {
+            return Err(usage(
+                "--parallel, --max-concurrent and --retries must be at least 1".into(),
+            ));
+        }
+        Ok(RunPlan {
+            game: runner::find_game(&self.game)?,
+            instances: match &self.instances {
+                Some(f) => InstancesSource::File(f.clone()),
+                None => InstancesSource::Default,
+            },
+            experiment: self.experiment.clone(),
+            models: self.models.clone(),
+            gen: GenSettings {
+                temperature: self.temperature,
+                max_tokens: self.max_tokens,
+            },
+            limits: ModelLimits {
+                calls: CallSettings {
+                    retry: RetryPolicy {
+                        tries: self.retries,
+                        base_delay: Duration::from_millis(self.retry_delay_ms),
+                        ..RetryPolicy::default()
+                    },
+                    timeout,
+                },
+                max_concurrent_per_backend: self.max_concurrent,
+            },
+            results_dir: self.results_dir.clone(),
+            parallel: self.parallel,
+            resume: self.resume,
+            show_progress: !self.no_progress && !global.quiet,
+        })
+    }
 }
 
 /// Runs the command.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
-    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
-        return Err(Error::with_exit(
-            Exit::Usage,
-            format!(
-                "-t {} is not a temperature; use a number >= 0",
-                args.temperature
-            ),
-        ));
-    }
-    let timeout = match args.timeout {
-        Some(t) if !(t.is_finite() && t > 0.0) => {
-            return Err(Error::with_exit(
-                Exit::Usage,
-                format!("--timeout {t} must be a positive number of seconds"),
-            ))
-        }
-        Some(t) => Some(Duration::from_secs_f64(t)),
-        None => None,
-    };
-    if args.parallel == Some(0) || args.max_concurrent == Some(0) || args.retries == 0 {
-        return Err(Error::with_exit(
-            Exit::Usage,
-            "--parallel, --max-concurrent and --retries must be at least 1",
-        ));
-    }
-    let opts = RunOptions {
-        game: args.game.clone(),
-        models: args.models.clone(),
-        temperature: args.temperature,
-        max_tokens: args.max_tokens,
-        experiment: args.experiment.clone(),
-        instances: args.instances.clone(),
-        results_dir: args.results_dir.clone(),
-        parallel: args.parallel,
-        resume: args.resume,
-        max_concurrent: args.max_concurrent,
-        tries: args.retries,
-        retry_base: Duration::from_millis(args.retry_delay_ms),
-        timeout,
-        show_progress: !args.no_progress && !global.quiet,
-    };
-    let stop = stop_flag();
-    let plan = runner::setup::plan(global, &opts, stop.clone())?;
-    tracing::info!(
-        "playing {} with {} episode(s) at once",
-        plan.game.name(),
-        plan.parallel
-    );
-    let summary = runner::run(&plan, stop.clone()).map_err(|e| Error::msg(e.to_string()))?;
+    let plan = args.plan(global)?;
+    let registry = Registry::load(global)?;
+    let stop = StopToken::ctrl_c();
+    let summary = play_plan(plan, &registry, global, &stop)?;
     print_summary(&summary);
     if summary.interrupted > 0 {
         return Err(Error::msg(format!(
@@ -155,6 +144,22 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
         return Ok(Exit::EpisodesFailed);
     }
     Ok(Exit::Success)
+}
+
+/// The pipeline after the options: prepare (instances, names, models), then play.
+pub fn play_plan(
+    plan: RunPlan,
+    registry: &Registry,
+    global: &GlobalArgs,
+    stop: &StopToken,
+) -> Result<RunSummary> {
+    let prepared = runner::prepare(plan, registry, global, stop)?;
+    tracing::info!(
+        "playing {} with {} episode(s) at once",
+        prepared.plan.game.name(),
+        prepared.parallel
+    );
+    runner::play(&prepared, stop).map_err(|e| Error::msg(e.to_string()))
 }
 
 fn print_summary(s: &RunSummary) {

@@ -4,6 +4,7 @@
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
 use crate::games;
+use crate::results::schema::ScoresRecord;
 use crate::results::{self, files};
 use clap::Args;
 use serde_json::{json, Value};
@@ -76,14 +77,15 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
         };
         match game.score(&interactions) {
             Ok(s) => {
-                let scores = json!({
-                    "meta": interactions.get("meta").cloned().unwrap_or(json!({})),
-                    "player_models": interactions.get("player_models").cloned().unwrap_or(json!({})),
-                    "players": interactions.get("players").cloned().unwrap_or(json!({})),
-                    "round scores": s.round_scores,
-                    "episode scores": s.episode_scores,
-                });
-                results::write_json(&dir.join(files::SCORES), &scores)
+                let part = |k: &str| interactions.get(k).cloned().unwrap_or(json!({}));
+                let scores = ScoresRecord {
+                    meta: part("meta"),
+                    player_models: part("player_models"),
+                    players: part("players"),
+                    round_scores: s.round_scores,
+                    episode_scores: s.episode_scores,
+                };
+                results::write_record(&dir.join(files::SCORES), &scores)
                     .map_err(|e| Error::msg(e.to_string()))?;
                 scored += 1;
             }

@@ -75,7 +75,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Experiment>, InstancesError
         .ok_or_else(|| {
             shape("the top level needs an \"experiments\" list (clembench format: {\"experiments\": [{\"name\": ..., \"game_instances\": [...]}]})".into())
         })?;
-    let mut out = Vec::new();
+    let mut out: Vec<Experiment> = Vec::new();
     for (i, exp) in experiments.iter().enumerate() {
         let obj = exp
             .as_object()
@@ -85,6 +85,17 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<Experiment>, InstancesError
             .and_then(Value::as_str)
             .ok_or_else(|| shape(format!("experiments[{i}] has no string \"name\"")))?
             .to_string();
+        // The name becomes the experiment's folder in the results tree.
+        if let Err(rule) = crate::results::names::check_component(&name) {
+            return Err(shape(format!(
+                "experiments[{i}].name {name:?} cannot name a results folder: {rule}; rename the experiment"
+            )));
+        }
+        if let Some(j) = out.iter().position(|e| e.name == name) {
+            return Err(shape(format!(
+                "experiments[{j}] and experiments[{i}] are both named {name:?}; their episodes would share one results folder, so give each experiment its own name"
+            )));
+        }
         let instances = obj
             .get("game_instances")
             .and_then(Value::as_array)
@@ -206,6 +217,43 @@ mod tests {
             vec!["name", "language"]
         );
         assert_eq!(exps[0].instances[0]["game_id"], 3);
+    }
+
+    #[test]
+    fn experiment_names_that_are_not_one_folder_name_are_refused() {
+        for (name, rule) in [
+            ("/abs/victim", "'/'"),
+            ("../../escaped", "'/'"),
+            ("../../gpt-4o/hellogame/greet_en", "'/'"),
+            ("", "empty"),
+            (".", "\"..\""),
+            ("a/b", "'/'"),
+            ("a\\u0000b", "NUL"),
+        ] {
+            let text = format!(
+                r#"{{"experiments":[{{"name":"{name}","game_instances":[{{"game_id":0}}]}}]}}"#
+            );
+            let err = parse(&text, "inst.json").expect_err(name).to_string();
+            assert!(
+                err.starts_with("inst.json: experiments[0].name") && err.contains(rule),
+                "{name:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn two_experiments_with_one_name_are_refused() {
+        let err = parse(
+            r#"{"experiments":[{"name":"e","game_instances":[{"game_id":0}]},
+                               {"name":"e","game_instances":[{"game_id":0}]}]}"#,
+            "inst.json",
+        )
+        .expect_err("duplicate")
+        .to_string();
+        assert!(
+            err.contains("experiments[0] and experiments[1] are both named \"e\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,7 +16,12 @@
 pub mod hellogame;
 pub mod instances;
 
+use crate::results::schema::{
+    ActionRecord, CallRecordFile, EventRecord, InteractionsMeta, InteractionsRecord, Ordered,
+    PlayerModels, PlayerRecord, RequestsMeta, RequestsRecord, RoundCall,
+};
 use crate::results::{Timestamp, CLEM_VERSION};
+use crate::runner::StopToken;
 use clemhost_plugin_sdk::{BackendError, Message};
 use serde_json::{json, Map, Value};
 use std::io::{BufRead, Write};
@@ -230,33 +235,29 @@ pub struct EpisodeInfo {
     /// The run directory's name (`results_folder`).
     pub results_folder: String,
     /// `player_models` as written into run.json.
-    pub player_models: Value,
+    pub player_models: PlayerModels,
 }
 
 /// One instance being played: players, rounds of events and model calls.
 pub struct Episode {
     info: EpisodeInfo,
     players: Vec<Player>,
-    rounds: Vec<Vec<Value>>,
+    rounds: Vec<Vec<EventRecord>>,
     human: HumanInput,
-    interrupted: Arc<std::sync::atomic::AtomicBool>,
+    stop: StopToken,
     requests: u64,
     tokens: u64,
 }
 
 impl Episode {
     /// A new episode with no players and one empty round.
-    pub fn new(
-        info: EpisodeInfo,
-        human: HumanInput,
-        interrupted: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
+    pub fn new(info: EpisodeInfo, human: HumanInput, stop: StopToken) -> Self {
         Episode {
             info,
             players: Vec::new(),
             rounds: vec![Vec::new()],
             human,
-            interrupted,
+            stop,
             requests: 0,
             tokens: 0,
         }
@@ -289,13 +290,21 @@ impl Episode {
         self.rounds.len() - 1
     }
 
-    fn log(&mut self, from: &str, to: &str, action: Value) {
-        let event = json!({
-            "from": from,
-            "to": to,
-            "timestamp": Timestamp::now().iso(),
-            "action": action,
-        });
+    fn log(&mut self, from: &str, to: &str, kind: &str, content: &str, label: Option<&str>) {
+        let mut extra = Map::new();
+        if let Some(label) = label {
+            extra.insert("label".into(), label.into());
+        }
+        let event = EventRecord {
+            from: from.into(),
+            to: to.into(),
+            timestamp: Timestamp::now().iso(),
+            action: ActionRecord {
+                kind: kind.into(),
+                content: content.into(),
+                extra,
+            },
+        };
         self.rounds
             .last_mut()
             .expect("an episode always has at least one round")
@@ -304,7 +313,7 @@ impl Episode {
 
     /// Logs a game master event (`GM` → `GM`), e.g. the outcome.
     pub fn log_event(&mut self, action_type: &str, content: &str) {
-        self.log("GM", "GM", json!({"type": action_type, "content": content}));
+        self.log("GM", "GM", action_type, content, None);
     }
 
     /// Sends `context` to a player and returns its answer. Logs the
@@ -317,15 +326,11 @@ impl Episode {
         context: &str,
         scripted: impl FnOnce() -> String,
     ) -> Result<String, EpisodeError> {
-        if self.interrupted.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.stop.is_stopped() {
             return Err(EpisodeError::Interrupted);
         }
         let name = self.players[id.0].name.clone();
-        self.log(
-            "GM",
-            &name,
-            json!({"type": "send message", "content": context, "label": "context"}),
-        );
+        self.log("GM", &name, "send message", context, Some("context"));
         let user = Message::new("user", context);
         let round = self.current_round();
         let model = self.players[id.0].model.clone();
@@ -367,7 +372,7 @@ impl Episode {
                     }
                     Err(error) => {
                         if error.kind == clemhost_plugin_sdk::ErrorKind::Cancelled
-                            && self.interrupted.load(std::sync::atomic::Ordering::Relaxed)
+                            && self.stop.is_stopped()
                         {
                             return Err(EpisodeError::Interrupted);
                         }
@@ -386,11 +391,7 @@ impl Episode {
         let player = &mut self.players[id.0];
         player.history.push(user);
         player.history.push(Message::new("assistant", text.clone()));
-        self.log(
-            &name,
-            "GM",
-            json!({"type": "get message", "content": text, "label": "response"}),
-        );
+        self.log(&name, "GM", "get message", &text, Some("response"));
         Ok(text)
     }
 
@@ -405,72 +406,77 @@ impl Episode {
     }
 
     /// `interactions.json`.
-    pub fn interactions(&self, completed: bool) -> Value {
-        let mut players = Map::new();
+    pub fn interactions(&self, completed: bool) -> InteractionsRecord {
+        let mut players = Ordered::default();
         players.insert(
-            "GM".into(),
-            json!({"game_role": "Game Master", "model_name": "programmatic"}),
+            "GM",
+            PlayerRecord {
+                game_role: "Game Master".into(),
+                model_name: "programmatic".into(),
+            },
         );
         for p in &self.players {
             players.insert(
                 p.name.clone(),
-                json!({"game_role": p.game_role, "model_name": p.model.name()}),
+                PlayerRecord {
+                    game_role: p.game_role.clone(),
+                    model_name: p.model.name().into(),
+                },
             );
         }
-        json!({
-            "meta": {
-                "game_name": self.info.game_name,
-                "experiment_name": self.info.experiment_name,
-                "game_id": self.info.game_id,
-                "results_folder": self.info.results_folder,
-                "clem_version": CLEM_VERSION,
-                "round_count": self.rounds.len(),
-                "completed": completed,
+        InteractionsRecord {
+            meta: InteractionsMeta {
+                game_name: self.info.game_name.clone(),
+                experiment_name: self.info.experiment_name.clone(),
+                game_id: self.info.game_id,
+                results_folder: self.info.results_folder.clone(),
+                clem_version: CLEM_VERSION.into(),
+                round_count: self.rounds.len() as u64,
+                completed,
             },
-            "player_models": self.info.player_models,
-            "players": players,
-            "turns": self.rounds,
-        })
+            player_models: self.info.player_models.clone(),
+            players,
+            turns: self.rounds.clone(),
+            logged: Map::new(),
+        }
     }
 
     /// `player_N.requests.json` for every player with at least one recorded
     /// call: (file name, content).
-    pub fn requests_files(&self, completed: bool) -> Vec<(String, Value)> {
+    pub fn requests_files(&self, completed: bool) -> Vec<(String, RequestsRecord)> {
         self.players
             .iter()
             .filter(|p| !p.calls.is_empty())
             .map(|p| {
-                let calls: Vec<Value> = p
+                let calls = p
                     .calls
                     .iter()
-                    .map(|(round, c)| {
-                        let mut call = Map::new();
-                        call.insert("timestamp".into(), c.timestamp.iso().into());
-                        call.insert("manipulated_prompt_obj".into(), c.prompt.clone());
-                        call.insert("raw_response_obj".into(), c.response.clone());
-                        if let Some(e) = &c.error {
-                            call.insert(
-                                "error".into(),
-                                serde_json::to_value(e).expect("a BackendError serialises"),
-                            );
-                        }
-                        json!({"round": round, "call": call})
+                    .map(|(round, c)| RoundCall {
+                        round: *round as u64,
+                        call: CallRecordFile {
+                            timestamp: c.timestamp.iso(),
+                            manipulated_prompt_obj: c.prompt.clone(),
+                            raw_response_obj: c.response.clone(),
+                            error: c.error.as_ref().map(|e| {
+                                serde_json::to_value(e).expect("a BackendError serialises")
+                            }),
+                        },
                     })
                     .collect();
-                let content = json!({
-                    "meta": {
-                        "game_name": self.info.game_name,
-                        "experiment_name": self.info.experiment_name,
-                        "game_id": self.info.game_id,
-                        "player_name": p.name,
-                        "game_role": p.game_role,
-                        "model_name": p.model.name(),
-                        "round_count": self.rounds.len(),
-                        "completed": completed,
+                let record = RequestsRecord {
+                    meta: RequestsMeta {
+                        game_name: self.info.game_name.clone(),
+                        experiment_name: self.info.experiment_name.clone(),
+                        game_id: self.info.game_id,
+                        player_name: p.name.clone(),
+                        game_role: p.game_role.clone(),
+                        model_name: p.model.name().into(),
+                        round_count: self.rounds.len() as u64,
+                        completed,
                     },
-                    "calls": calls,
-                });
-                (crate::results::files::requests(&p.name), content)
+                    calls,
+                };
+                (crate::results::files::requests(&p.name), record)
             })
             .collect()
     }

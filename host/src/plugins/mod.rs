@@ -8,8 +8,17 @@
 //! recursion. Only the plugins a command needs are opened.
 //!
 //! Trust: a plugin runs with the user's rights, so a file or a directory that
-//! other users can write to, or a file owned by neither the user nor root, is
-//! refused with the reason.
+//! others can write to, or one owned by neither the user nor root, is
+//! refused with the reason, and the file loaded is the one checked (see
+//! `trust`).
+//!
+//! The working directory: `./plugins` may come with a cloned repository, so
+//! its files are treated as not yet asked for. One that shadows a plugin
+//! installed further down the search path is refused, and `models list`,
+//! `models show`, `keys list` and `plugins list` open none of them (their
+//! initialisers would run), unless the user allows it with
+//! `CLEMHOST_ALLOW_CWD_PLUGINS=1` or names the directory with
+//! `--plugin-dir plugins` / `$CLEMHOST_PLUGIN_PATH`.
 
 pub mod probe;
 mod trust;
@@ -19,7 +28,7 @@ use crate::error::{Error, Result};
 pub use clemhost_plugin_sdk::host::{ModelHandle, Plugin};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-pub use trust::check_trust;
+pub use trust::{check_trust, open_trusted, TrustedFile};
 
 /// A plugin file found on the search path (not opened yet).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,32 +37,75 @@ pub struct Candidate {
     pub backend: String,
     /// The file.
     pub path: PathBuf,
+    /// It was found in `./plugins` only because that is where clemhost runs
+    /// (the user named the directory neither with `--plugin-dir` nor in
+    /// `$CLEMHOST_PLUGIN_PATH`).
+    pub in_cwd: bool,
 }
 
 /// The environment variable with extra plugin directories.
 pub const PLUGIN_PATH_VAR: &str = "CLEMHOST_PLUGIN_PATH";
 
+/// The environment variable that allows plugins from `./plugins` to be
+/// opened as if the user had named the directory (`1`, `true` or `yes`).
+pub const ALLOW_CWD_PLUGINS_VAR: &str = "CLEMHOST_ALLOW_CWD_PLUGINS";
+
+/// Whether the user allows files of `./plugins` to be opened by listings
+/// and to shadow installed plugins.
+pub fn cwd_plugins_allowed() -> bool {
+    std::env::var(ALLOW_CWD_PLUGINS_VAR)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+}
+
+/// Whether a listing may open this candidate (see the module docs).
+pub fn may_probe(c: &Candidate) -> bool {
+    !c.in_cwd || cwd_plugins_allowed()
+}
+
+/// Why a listing left a `./plugins` file unopened, with the way to allow it.
+pub fn cwd_not_opened() -> String {
+    format!(
+        "not opened: it is in ./plugins of the working directory; set {ALLOW_CWD_PLUGINS_VAR}=1 or pass --plugin-dir plugins to open it"
+    )
+}
+
 /// The directories searched, in order, as absolute paths (duplicates
 /// removed, missing ones left out).
 pub fn search_dirs(global: &GlobalArgs) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = global.plugin_dirs.clone();
+    search_dirs_marked(global)
+        .into_iter()
+        .map(|(d, _)| d)
+        .collect()
+}
+
+/// [`search_dirs`], each with whether it is there only as `./plugins`.
+fn search_dirs_marked(global: &GlobalArgs) -> Vec<(PathBuf, bool)> {
+    let mut dirs: Vec<(PathBuf, bool)> = global
+        .plugin_dirs
+        .iter()
+        .map(|d| (d.clone(), false))
+        .collect();
     if let Some(v) = std::env::var_os(PLUGIN_PATH_VAR) {
-        dirs.extend(std::env::split_paths(&v).filter(|p| !p.as_os_str().is_empty()));
+        dirs.extend(
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| (p, false)),
+        );
     }
-    dirs.push(PathBuf::from("plugins"));
+    dirs.push((PathBuf::from("plugins"), true));
     if let Some(exe_dir) = std::env::current_exe()
         .ok()
         .and_then(|e| e.canonicalize().ok())
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
-        dirs.push(exe_dir);
+        dirs.push((exe_dir, false));
     }
     // Absolute paths, so that listings and errors show exactly which file runs.
     let mut seen = BTreeSet::new();
     dirs.into_iter()
-        .filter_map(|d| d.canonicalize().ok())
-        .filter(|d| d.is_dir())
-        .filter(|d| seen.insert(d.clone()))
+        .filter_map(|(d, cwd)| d.canonicalize().ok().map(|d| (d, cwd)))
+        .filter(|(d, _)| d.is_dir())
+        .filter(|(d, _)| seen.insert(d.clone()))
         .collect()
 }
 
@@ -70,6 +122,19 @@ pub fn backend_name_of(file_name: &str) -> Option<&str> {
     (!name.is_empty()).then_some(name)
 }
 
+/// The plugin files of every directory of the search path, in order
+/// (shadowed ones included).
+pub fn scan_all(global: &GlobalArgs) -> Vec<Candidate> {
+    search_dirs_marked(global)
+        .into_iter()
+        .flat_map(|(dir, in_cwd)| {
+            scan_dir(&dir)
+                .into_iter()
+                .map(move |c| Candidate { in_cwd, ..c })
+        })
+        .collect()
+}
+
 /// The plugin files of one directory, sorted by backend name.
 pub fn scan_dir(dir: &Path) -> Vec<Candidate> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -81,7 +146,11 @@ pub fn scan_dir(dir: &Path) -> Vec<Candidate> {
             let name = e.file_name().to_str()?.to_string();
             let backend = backend_name_of(&name)?.to_string();
             let path = e.path();
-            path.is_file().then_some(Candidate { backend, path })
+            path.is_file().then_some(Candidate {
+                backend,
+                path,
+                in_cwd: false,
+            })
         })
         .collect();
     found.sort_by(|a, b| a.backend.cmp(&b.backend));
@@ -92,21 +161,34 @@ pub fn scan_dir(dir: &Path) -> Vec<Candidate> {
 /// several directories, only the first is kept.
 pub fn discover(global: &GlobalArgs) -> Vec<Candidate> {
     let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for dir in search_dirs(global) {
-        for c in scan_dir(&dir) {
-            if seen.insert(c.backend.clone()) {
-                out.push(c);
-            }
-        }
-    }
-    out
+    scan_all(global)
+        .into_iter()
+        .filter(|c| seen.insert(c.backend.clone()))
+        .collect()
+}
+
+/// Opens a plugin file after the trust checks, loading exactly the file
+/// that was checked.
+pub fn open_checked(path: &Path) -> std::result::Result<Plugin, String> {
+    let trusted = open_trusted(path).map_err(|reason| format!("refused: {reason}"))?;
+    Plugin::open_as(&trusted.load_path(), path).map_err(|e| e.to_string())
 }
 
 /// Opens the plugin that serves `backend` (after the trust checks).
 pub fn load_backend(global: &GlobalArgs, backend: &str) -> Result<Plugin> {
-    let candidates = discover(global);
-    let Some(c) = candidates.iter().find(|c| c.backend == backend) else {
+    let all = scan_all(global);
+    let mut serving = all.iter().filter(|c| c.backend == backend);
+    let first = serving.next();
+    if let (Some(c), Some(installed)) = (first.filter(|c| c.in_cwd), serving.next()) {
+        if !cwd_plugins_allowed() {
+            return Err(Error::msg(format!(
+                "refusing plugin {}: it is in ./plugins of the working directory and shadows the installed {}; a plugin runs with your rights and receives your keys, so one that came with a cloned repository must not replace yours. To use it, set {ALLOW_CWD_PLUGINS_VAR}=1 or pass --plugin-dir plugins; to use the installed one, remove or rename the file",
+                c.path.display(),
+                installed.path.display()
+            )));
+        }
+    }
+    let Some(c) = first else {
         let dirs: Vec<String> = search_dirs(global)
             .iter()
             .map(|d| d.display().to_string())
@@ -116,9 +198,15 @@ pub fn load_backend(global: &GlobalArgs, backend: &str) -> Result<Plugin> {
             if dirs.is_empty() { "no existing directory".to_string() } else { dirs.join(", ") }
         )));
     };
-    check_trust(&c.path)
+    let trusted = open_trusted(&c.path)
         .map_err(|reason| Error::msg(format!("refusing plugin {}: {reason}", c.path.display())))?;
-    let plugin = Plugin::open(&c.path)
+    if c.in_cwd {
+        tracing::info!(
+            "using plugin {} from ./plugins of the working directory",
+            c.path.display()
+        );
+    }
+    let plugin = Plugin::open_as(&trusted.load_path(), &c.path)
         .map_err(|e| Error::msg(format!("cannot open plugin {}: {e}", c.path.display())))?;
     let m = plugin.manifest();
     if m.panic_strategy == "abort" {

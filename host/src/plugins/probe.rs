@@ -2,7 +2,6 @@
 //! plugin built with `panic = "abort"`, a crashing initialiser) cannot take
 //! the listing down.
 
-use clemhost_plugin_sdk::host::Plugin;
 use clemhost_plugin_sdk::Manifest;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,14 +21,16 @@ pub struct ProbeOutcome {
 
 /// Opens a plugin in this process and reports (used by `clemhost __probe`).
 pub fn probe_here(path: &Path) -> ProbeOutcome {
-    match Plugin::open(path) {
+    // The child checks again and loads the descriptor it checked: the
+    // parent's check says nothing about the file as it is now.
+    match super::open_checked(path) {
         Ok(p) => ProbeOutcome {
             manifest: Some(p.manifest().clone()),
             error: None,
         },
         Err(e) => ProbeOutcome {
             manifest: None,
-            error: Some(e.to_string()),
+            error: Some(e),
         },
     }
 }
@@ -104,6 +105,38 @@ fn describe_exit(status: &std::process::ExitStatus) -> Option<String> {
         }
     }
     status.code().map(|c| format!("exited with code {c}"))
+}
+
+/// The manifests of the discovered plugins that serve `backends` (all of
+/// them with `None`), each read in a child process so a broken plugin cannot
+/// take the caller down; plugins that are refused or fail to open are left
+/// out. Files in `./plugins` are left out too unless the user allows them
+/// (see [`super::cwd_plugins_allowed`]): listing must not run code that a
+/// cloned repository brought along.
+pub fn probe_manifests(
+    candidates: &[super::Candidate],
+    backends: Option<&[&str]>,
+) -> std::collections::BTreeMap<String, Manifest> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(exe) = std::env::current_exe() else {
+        return out;
+    };
+    let pending: Vec<_> = candidates
+        .iter()
+        .filter(|c| backends.is_none_or(|b| b.contains(&c.backend.as_str())))
+        .filter(|c| super::may_probe(c))
+        .filter_map(|c| {
+            spawn_probe(&exe, &c.path)
+                .ok()
+                .map(|p| (c.backend.clone(), p))
+        })
+        .collect();
+    for (backend, probe) in pending {
+        if let Some(manifest) = probe.finish().manifest {
+            out.insert(backend, manifest);
+        }
+    }
+    out
 }
 
 /// SHA-256 of a file, as lowercase hex.

@@ -58,7 +58,6 @@ use locate::{position_of, Position};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// The registry shipped with clemhost (the repository's `model_registry.json`,
 /// compiled into the binary).
@@ -348,10 +347,7 @@ impl Registry {
             match parse_entries(&text, &lookup, &lookup, &lookup) {
                 Ok(entries) => registry.push_file(lookup, entries),
                 Err(e @ RegistryError::MissingBackend { .. }) => {
-                    warn_once(
-                        &format!("missing-backend:{lookup}"),
-                        &format!("{e}. The whole file {lookup} is ignored until then, as clemcore does; its models are not available"),
-                    );
+                    tracing::warn!("{e}. The whole file {lookup} is ignored until then, as clemcore does; its models are not available");
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -681,14 +677,11 @@ fn parse_entries(
         });
     }
     if !legacy.is_empty() {
-        warn_once(
-            &format!("legacy:{label}"),
-            &format!(
+        tracing::warn!(
                 "{label}: {} entr{} in the old clembench format (backend settings at the top level): {}. They are read as if they were inside \"model_config\"; move them there, e.g. {{\"model_name\": ..., \"backend\": ..., \"model_config\": {{\"premade_chat_template\": true}}}}",
                 legacy.len(),
                 if legacy.len() == 1 { "y is" } else { "ies are" },
                 legacy.join("; ")
-            ),
         );
     }
     Ok(entries)
@@ -734,18 +727,6 @@ fn move_legacy_settings(spec: &mut Map<String, Value>) -> Vec<String> {
     }
     spec.insert("model_config".into(), Value::Object(config));
     moved
-}
-
-/// Logs a warning once per process for each `key`.
-fn warn_once(key: &str, message: &str) {
-    static SEEN: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
-    let first = SEEN
-        .lock()
-        .map(|mut seen| seen.insert(key.to_string()))
-        .unwrap_or(true);
-    if first {
-        tracing::warn!("{message}");
-    }
 }
 
 /// Levenshtein distance over characters.

@@ -1,14 +1,14 @@
-//! Calling a model behind a plugin: on its own thread, with a deadline, a
-//! cancel flag, concurrency limits and retries with back-off.
+//! Calling a model behind a plugin: with a deadline, the run's stop token
+//! as the plugin's cancel flag, concurrency limits and retries with back-off.
 
 use super::limits::{sleep_unless_stopped, Limiter, RetryPolicy};
+use super::StopToken;
 use crate::games::{CallRecord, ChatModel, ModelReply};
 use crate::plugins::ModelHandle;
 use crate::results::{python_timedelta, Timestamp};
-use clemhost_plugin_sdk::abi::CANCEL_REQUESTED;
 use clemhost_plugin_sdk::{BackendError, ErrorKind, GenArgs, GenerateRequest, Generation, Message};
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,25 +22,29 @@ const POLL: Duration = Duration::from_millis(50);
 pub struct PluginModel {
     name: String,
     handle: ModelHandle,
-    /// Add clemcore's `clem_player` object to recorded responses (every
-    /// backend but llamacpp, as clemcore does).
+    /// Add clemcore's `clem_player` object to recorded responses (unless the
+    /// plugin's manifest says `raw_response_as_is`, as llamacpp's does).
     decorate: bool,
     gen_args: GenArgs,
     limiters: Vec<Arc<Limiter>>,
-    retry: RetryPolicy,
-    timeout: Option<Duration>,
-    stop: Arc<AtomicBool>,
+    calls: CallSettings,
+    stop: StopToken,
     counter: AtomicU64,
     stats: Arc<CallStats>,
 }
 
-/// What all calls of a run share: totals (for the summary and the
-/// benchmark) and the cancel flag raised for every call without a deadline
-/// of its own when the run stops.
+/// How every call of a model is made: retries and the deadline.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallSettings {
+    /// When and how often a failed call is tried again.
+    pub retry: RetryPolicy,
+    /// The most time one call may take (`--timeout`); `None`: no deadline.
+    pub timeout: Option<Duration>,
+}
+
+/// What all calls of a run share: totals for the summary and the benchmark.
 #[derive(Debug, Default)]
 pub struct CallStats {
-    /// Set to `CANCEL_REQUESTED` by the runner when the run stops (Ctrl-C).
-    pub cancel_in_flight: AtomicU8,
     /// Attempts made.
     pub attempts: AtomicU64,
     /// Attempts that were retried.
@@ -54,7 +58,8 @@ pub struct CallStats {
 }
 
 impl PluginModel {
-    /// Wraps an open model.
+    /// Wraps an open model. `limiters` are waited for, in order, before
+    /// each attempt; `stop` is handed to the plugin as the cancel flag.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
@@ -62,9 +67,8 @@ impl PluginModel {
         decorate: bool,
         gen_args: GenArgs,
         limiters: Vec<Arc<Limiter>>,
-        retry: RetryPolicy,
-        timeout: Option<Duration>,
-        stop: Arc<AtomicBool>,
+        calls: CallSettings,
+        stop: StopToken,
         stats: Arc<CallStats>,
     ) -> Self {
         PluginModel {
@@ -73,8 +77,7 @@ impl PluginModel {
             decorate,
             gen_args,
             limiters,
-            retry,
-            timeout,
+            calls,
             stop,
             counter: AtomicU64::new(0),
             stats,
@@ -82,21 +85,22 @@ impl PluginModel {
     }
 
     /// Runs `generate` on its own thread and waits for it until
-    /// `hard_deadline` or a stop, then sets the call's cancel flag and
-    /// leaves the thread to finish by itself.
+    /// `hard_deadline` or a stop. The plugin was told the deadline
+    /// (`timeout_ms`) and reads the run's stop token as its cancel flag, so
+    /// past the deadline the host only stops waiting; the thread ends when
+    /// the plugin returns, and its late answer is dropped.
     fn call_with_deadline(
         &self,
         request: &GenerateRequest,
         hard_deadline: Instant,
     ) -> Result<Generation, BackendError> {
-        let cancel = Arc::new(AtomicU8::new(0));
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         {
-            let (handle, request, cancel) = (self.handle.clone(), request.clone(), cancel.clone());
+            let (handle, request, stop) = (self.handle.clone(), request.clone(), self.stop.clone());
             let spawned = std::thread::Builder::new()
                 .name("clemhost-call".into())
                 .spawn(move || {
-                    let _ = tx.send(handle.generate(&request, &cancel));
+                    let _ = tx.send(handle.generate(&request, stop.abi_flag()));
                 });
             if let Err(e) = spawned {
                 return Err(BackendError::internal(format!(
@@ -114,17 +118,15 @@ impl PluginModel {
                     ))
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if self.stop.load(Ordering::Relaxed) {
-                        cancel.store(CANCEL_REQUESTED, Ordering::Relaxed);
+                    if self.stop.is_stopped() {
                         return Err(cancelled());
                     }
                     if Instant::now() >= hard_deadline {
-                        cancel.store(CANCEL_REQUESTED, Ordering::Relaxed);
                         return Err(BackendError::new(
                             ErrorKind::Timeout,
                             format!(
                                 "no answer within {:.1} s (--timeout); the plugin did not stop by itself",
-                                self.timeout.unwrap_or_default().as_secs_f64()
+                                self.calls.timeout.unwrap_or_default().as_secs_f64()
                             ),
                         ));
                     }
@@ -144,10 +146,10 @@ impl PluginModel {
             }
         }
         let started = Instant::now();
-        let result = match self.timeout {
+        let result = match self.calls.timeout {
             // No deadline: call on this thread (no hand-off to another
-            // thread); a stop reaches the plugin through the run's shared flag.
-            None => self.handle.generate(request, &self.stats.cancel_in_flight),
+            // thread); a stop reaches the plugin through the stop token.
+            None => self.handle.generate(request, self.stop.abi_flag()),
             Some(timeout) => self.call_with_deadline(request, started + timeout + GRACE),
         };
         drop(permits);
@@ -166,6 +168,19 @@ impl PluginModel {
         }
         result
     }
+}
+
+/// The error of a call whose server asks to wait `asked` before trying
+/// again, longer than `retry` allows (`max_retry_after`).
+pub fn retry_after_refused(e: &BackendError, asked: Duration, retry: &RetryPolicy) -> BackendError {
+    BackendError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "{e}; the server asks to wait {:.0} s before trying again, more than clemhost waits ({} s); try again later",
+            asked.as_secs_f64(),
+            retry.max_retry_after.as_secs()
+        ),
+    )
 }
 
 fn cancelled() -> BackendError {
@@ -215,12 +230,39 @@ impl ChatModel for PluginModel {
     }
 
     fn generate(&self, messages: &[Message]) -> ModelReply {
+        self.generate_with(messages, &self.gen_args)
+    }
+}
+
+impl PluginModel {
+    /// The generation arguments the model was opened with.
+    pub fn gen_args(&self) -> &GenArgs {
+        &self.gen_args
+    }
+
+    /// The plugin's model, for a caller that makes its own calls with a
+    /// cancel flag per call (`serve`: a client that goes away cancels only
+    /// its own request, which the model's one stop token cannot do).
+    pub fn handle(&self) -> &ModelHandle {
+        &self.handle
+    }
+
+    /// Whether recorded responses get clemcore's `clem_player` object (see
+    /// [`recorded_response`]).
+    pub fn decorates(&self) -> bool {
+        self.decorate
+    }
+
+    /// Answers `messages` with other generation arguments than the model's
+    /// own (for `serve`, where each request brings its own), with the same
+    /// limits, retries and deadline as [`ChatModel::generate`].
+    pub fn generate_with(&self, messages: &[Message], gen_args: &GenArgs) -> ModelReply {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let request = GenerateRequest {
             request_id: format!("{}-{n}", self.name),
             messages: messages.to_vec(),
-            gen_args: Some(self.gen_args.clone()),
-            timeout_ms: self.timeout.map(|t| t.as_millis() as u64),
+            gen_args: Some(gen_args.clone()),
+            timeout_ms: self.calls.timeout.map(|t| t.as_millis() as u64),
         };
         let mut attempts = Vec::new();
         let mut attempt = 0;
@@ -271,8 +313,8 @@ impl ChatModel for PluginModel {
                         });
                     }
                     let retry = e.kind.is_retryable()
-                        && attempt < self.retry.tries
-                        && !self.stop.load(Ordering::Relaxed);
+                        && attempt < self.calls.retry.tries
+                        && !self.stop.is_stopped();
                     if !retry {
                         return ModelReply {
                             attempts,
@@ -280,13 +322,21 @@ impl ChatModel for PluginModel {
                             tokens: 0,
                         };
                     }
-                    let delay = self
-                        .retry
-                        .delay(attempt, e.retry_after_ms.map(Duration::from_millis));
+                    let retry_after = e.retry_after_ms.map(Duration::from_millis);
+                    let delay = match self.calls.retry.delay(attempt, retry_after) {
+                        Ok(d) => d,
+                        Err(asked) => {
+                            return ModelReply {
+                                attempts,
+                                outcome: Err(retry_after_refused(&e, asked, &self.calls.retry)),
+                                tokens: 0,
+                            }
+                        }
+                    };
                     tracing::warn!(
                         model = %self.name,
                         "attempt {attempt} of {} failed ({e}); trying again in {:.1} s",
-                        self.retry.tries,
+                        self.calls.retry.tries,
                         delay.as_secs_f64()
                     );
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);

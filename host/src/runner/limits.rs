@@ -1,8 +1,29 @@
-//! Limits on in-flight model calls and the retry policy.
+//! Limits on in-flight model calls and the retry policy, with the bounds
+//! that numbers from the command line, the registry and servers must keep.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use super::StopToken;
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+/// The shortest `--timeout`, in seconds.
+pub const MIN_TIMEOUT_SECS: f64 = 0.001;
+/// The longest `--timeout`, in seconds (7 days).
+pub const MAX_TIMEOUT_SECS: f64 = 7.0 * 24.0 * 3600.0;
+/// The lowest registry `rate_limit.requests_per_minute`: one call an hour.
+pub const MIN_REQUESTS_PER_MINUTE: f64 = 1.0 / 60.0;
+/// The longest wait a server's `Retry-After` may ask for; a longer one
+/// fails the call as rate-limited instead of holding the run.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+
+/// `--timeout SECS` as a duration, or why it is out of bounds.
+pub fn timeout_from_secs(secs: f64) -> Result<Duration, String> {
+    if !(secs.is_finite() && (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs)) {
+        return Err(format!(
+            "--timeout {secs} is out of bounds; use a number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} (7 days)"
+        ));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
 
 /// How often waiting threads look at the stop flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -41,26 +62,24 @@ impl Drop for Permit<'_> {
 
 impl Limiter {
     /// A limiter; `max_in_flight` 0 means no limit, `requests_per_minute` 0 none.
+    /// Rates below [`MIN_REQUESTS_PER_MINUTE`] are raised to it (the
+    /// registry reader refuses them before this).
     pub fn new(max_in_flight: usize, requests_per_minute: f64) -> Self {
         Limiter {
             max_in_flight,
-            min_interval: (requests_per_minute > 0.0)
-                .then(|| Duration::from_secs_f64(60.0 / requests_per_minute)),
+            min_interval: (requests_per_minute > 0.0).then(|| {
+                Duration::from_secs_f64(60.0 / requests_per_minute.max(MIN_REQUESTS_PER_MINUTE))
+            }),
             state: Mutex::new(LimiterState::default()),
             freed: Condvar::new(),
         }
     }
 
-    /// The most calls allowed at once (0 = no limit).
-    pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight
-    }
-
     /// Waits for a slot; `None` when `stop` was set while waiting.
-    pub fn acquire(&self, stop: &AtomicBool) -> Option<Permit<'_>> {
+    pub fn acquire(&self, stop: &StopToken) -> Option<Permit<'_>> {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_stopped() {
                 return None;
             }
             let slot_free = self.max_in_flight == 0 || s.in_flight < self.max_in_flight;
@@ -92,6 +111,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// The longest back-off delay.
     pub max_delay: Duration,
+    /// The longest wait a server's `Retry-After` may ask for.
+    pub max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -100,6 +121,7 @@ impl Default for RetryPolicy {
             tries: 3,
             base_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(30),
+            max_retry_after: MAX_RETRY_AFTER,
         }
     }
 }
@@ -107,25 +129,30 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay after failed attempt `attempt` (1-based): exponential,
     /// at least the provider's `retry_after`, with jitter (50–100 %) so
-    /// parallel episodes do not retry in lock-step.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    /// parallel episodes do not retry in lock-step. `Err(retry_after)` when
+    /// the provider asks for more than `max_retry_after`: the call is not
+    /// tried again.
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Result<Duration, Duration> {
         let exp = self
             .base_delay
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
             .min(self.max_delay);
         let jittered = exp.mul_f64(0.5 + fastrand::f64() * 0.5);
         match retry_after {
-            Some(r) => jittered.max(r),
-            None => jittered,
+            Some(r) if r > self.max_retry_after => Err(r),
+            Some(r) => Ok(jittered.max(r)),
+            None => Ok(jittered),
         }
     }
 }
 
 /// Sleeps for `d`, waking early when `stop` is set; returns false when stopped.
-pub fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) -> bool {
-    let end = Instant::now() + d;
+pub fn sleep_unless_stopped(d: Duration, stop: &StopToken) -> bool {
+    let Some(end) = Instant::now().checked_add(d) else {
+        return false;
+    };
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.is_stopped() {
             return false;
         }
         let now = Instant::now();
@@ -144,7 +171,7 @@ mod tests {
     #[test]
     fn limiter_never_exceeds_its_limit() {
         let limiter = Arc::new(Limiter::new(2, 0.0));
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = StopToken::new();
         let peak = Arc::new(Mutex::new((0usize, 0usize)));
         std::thread::scope(|s| {
             for _ in 0..8 {
@@ -167,9 +194,9 @@ mod tests {
     #[test]
     fn stopped_limiter_gives_no_permit() {
         let limiter = Limiter::new(1, 0.0);
-        let stop = AtomicBool::new(false);
+        let stop = StopToken::new();
         let _held = limiter.acquire(&stop).expect("free slot");
-        stop.store(true, Ordering::Relaxed);
+        stop.stop();
         assert!(limiter.acquire(&stop).is_none());
     }
 
@@ -179,12 +206,39 @@ mod tests {
             tries: 5,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_millis(1000),
+            ..RetryPolicy::default()
         };
-        let d1 = p.delay(1, None);
+        let d1 = p.delay(1, None).expect("waits");
         assert!(d1 >= Duration::from_millis(50) && d1 <= Duration::from_millis(100));
-        let d3 = p.delay(3, None);
+        let d3 = p.delay(3, None).expect("waits");
         assert!(d3 >= Duration::from_millis(200) && d3 <= Duration::from_millis(400));
-        assert!(p.delay(10, None) <= Duration::from_millis(1000));
-        assert!(p.delay(1, Some(Duration::from_secs(2))) >= Duration::from_secs(2));
+        assert!(p.delay(10, None).expect("waits") <= Duration::from_millis(1000));
+        assert!(p.delay(1, Some(Duration::from_secs(2))).expect("waits") >= Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_retry_after_beyond_the_cap_is_not_waited_for() {
+        let p = RetryPolicy::default();
+        // What a server's `Retry-After: 1e300` becomes after the plugin's conversion.
+        let huge = Duration::from_millis(u64::MAX);
+        assert_eq!(p.delay(1, Some(huge)), Err(huge));
+        assert!(p.delay(1, Some(MAX_RETRY_AFTER)).is_ok());
+    }
+
+    #[test]
+    fn timeouts_out_of_bounds_are_refused_not_panicked_on() {
+        for bad in [1e300, 1e19, f64::INFINITY, f64::NAN, 0.0, -1.0, 1e-300] {
+            let e = timeout_from_secs(bad).expect_err("out of bounds");
+            assert!(e.contains("--timeout") && e.contains("7 days"), "{e}");
+        }
+        assert_eq!(timeout_from_secs(2.5), Ok(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn tiny_rates_do_not_panic_or_wait_for_ages() {
+        let l = Limiter::new(0, 1e-300);
+        assert_eq!(l.min_interval, Some(Duration::from_secs(3600)));
+        let l = Limiter::new(0, 1e-17);
+        assert_eq!(l.min_interval, Some(Duration::from_secs(3600)));
     }
 }

@@ -1,65 +1,70 @@
-//! Playing a game's episodes and writing their results.
+//! Playing a game's episodes and writing their results: one pipeline,
+//! args → plan → open models → play → results.
 //!
 //! The principal types:
-//! - [`RunPlan`]: everything a run needs, checked before any episode starts
-//!   (built by `clemhost run` through [`setup`]).
-//! - [`run`]: plays the plan's episodes on up to `parallel` worker threads.
-//!   Every episode writes only into its own directory, so the files are the
-//!   same as those of a sequential run (timestamps aside). A failed episode
-//!   writes `error.json` and the run goes on; a stop request (Ctrl-C) lets
-//!   running model calls be cancelled and leaves finished episodes intact.
+//! - [`RunPlan`] ([`plan`]): a run, checked, without clap types; built by
+//!   `clemhost run` and `doctor` from their options.
+//! - [`open_models`] ([`setup`]): "these models behind these plugins with
+//!   these limits" as one call, shared with `serve`; returns [`OpenModels`].
+//! - [`prepare`]: reads the instances, checks every name that becomes a
+//!   path, opens the models: a [`PreparedRun`], before anything is written.
+//! - [`play`]: plays the episodes on up to `parallel` worker threads into a
+//!   locked run folder ([`crate::results::RunFolder`]). Every episode writes
+//!   only into its own directory, so the files are those of a sequential
+//!   run (timestamps aside). A failed episode writes `error.json` and the
+//!   run goes on; a stop ([`StopToken`], Ctrl-C) cancels running model
+//!   calls and leaves finished episodes intact.
 //! - [`RunSummary`]: the counts printed at the end.
 //! - [`call::PluginModel`]: model calls with deadlines, retries and limits.
 
 pub mod call;
 pub mod limits;
+pub mod plan;
 mod progress;
 pub mod setup;
+mod stop;
 
-use crate::games::instances::Experiment;
-use crate::games::{
-    terminal_input, Episode, EpisodeError, EpisodeInfo, Game, HumanInput, PlayerModel,
+pub use plan::{find_game, GenSettings, InstancesSource, ModelLimits, RunPlan};
+pub use setup::{open_models, OpenModel, OpenModels};
+pub use stop::StopToken;
+
+use crate::cli::GlobalArgs;
+use crate::error::{Error, Result};
+use crate::games::instances::{self, Experiment};
+use crate::games::{terminal_input, Episode, EpisodeError, EpisodeInfo, HumanInput, PlayerModel};
+use crate::registry::Registry;
+use crate::results::names::{check_component, escape_component};
+use crate::results::schema::{
+    player_models, ErrorRecord, ExperimentRecord, GameRunRecord, Ordered, PlayerModelRecord,
+    PlayerModels, RunRecord,
 };
 use crate::results::{
-    self, files, python_seconds, python_timedelta, ResultsError, ResultsLayout, Timestamp,
+    self, files, python_seconds, python_timedelta, EpisodeFolder, ResultsError, RunFolder,
+    Timestamp,
 };
-use serde_json::{json, Map, Value};
+use clemhost_plugin_sdk::GenArgs;
+use serde_json::{Map, Value};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// One model as given on the command line, resolved.
-#[derive(Debug, Clone)]
-pub struct PlanModel {
-    /// The resolved registry entry, as recorded in `player_models`.
-    pub spec: Map<String, Value>,
-    /// Who answers.
-    pub model: PlayerModel,
-}
-
-/// Everything a run needs.
-pub struct RunPlan {
-    /// The game.
-    pub game: &'static dyn Game,
+/// A run ready to play: instances read, names checked, models open.
+#[derive(Debug)]
+pub struct PreparedRun {
+    /// The plan it was made from.
+    pub plan: RunPlan,
     /// Where the game lives (`game_path` in run.json).
     pub game_path: String,
-    /// The experiments to play (already filtered by `-e`).
+    /// The experiments to play (filtered by `-e`), each with at least one instance.
     pub experiments: Vec<Experiment>,
     /// The models, one per model player of the game.
-    pub models: Vec<PlanModel>,
-    /// `gen_args` as recorded (`temperature`, `max_tokens`).
-    pub gen_args: Value,
-    /// The results directory (`-r`).
-    pub results_dir: PathBuf,
+    pub models: OpenModels,
+    /// The run folder's name (clemcore's `Model.to_identifier`, model names
+    /// escaped where they would not be one path component).
+    pub run_dir_name: String,
     /// Episodes played at once.
     pub parallel: usize,
-    /// Skip episodes that have `completed.json`.
-    pub resume: bool,
-    /// Print progress (bar on a terminal, lines otherwise).
-    pub show_progress: bool,
-    /// Call totals, shared with the plugin models.
-    pub stats: Arc<call::CallStats>,
 }
 
 /// What a run did.
@@ -114,48 +119,172 @@ enum Outcome {
     Interrupted,
 }
 
-/// The `player_models` object: `{"0": {"model_spec", "gen_args"}, ...}`.
-pub fn player_models(models: &[PlanModel], gen_args: &Value) -> Value {
-    let mut m = Map::new();
-    for (i, pm) in models.iter().enumerate() {
-        m.insert(
-            i.to_string(),
-            json!({"model_spec": pm.spec, "gen_args": gen_args}),
+/// Reads the plan's instances, checks the models against the game, and opens
+/// them ([`open_models`]). Nothing is written.
+pub fn prepare(
+    plan: RunPlan,
+    registry: &Registry,
+    plugins: &GlobalArgs,
+    stop: &StopToken,
+) -> Result<PreparedRun> {
+    let game = plan.game;
+    let file = match &plan.instances {
+        InstancesSource::Default => instances::load(game, None),
+        InstancesSource::File(p) => instances::load(game, Some(p)),
+        InstancesSource::Given(f) => Ok(f.clone()),
+    }
+    .map_err(|e| Error::msg(e.to_string()))?;
+    let origin = file.path.as_ref().map_or_else(
+        || format!("{}'s shipped instances", game.name()),
+        |p| p.display().to_string(),
+    );
+    let mut experiments = file.experiments;
+    if let Some(name) = &plan.experiment {
+        let known: Vec<String> = experiments.iter().map(|e| e.name.clone()).collect();
+        experiments.retain(|e| &e.name == name);
+        if experiments.is_empty() {
+            return Err(Error::msg(format!(
+                "{origin} has no experiment '{name}'; its experiments are: {}",
+                known.join(", ")
+            )));
+        }
+    }
+    for e in experiments.iter().filter(|e| e.instances.is_empty()) {
+        tracing::warn!(
+            "{origin}: experiment '{}' has an empty \"game_instances\" list; nothing to play for it",
+            e.name
         );
     }
-    Value::Object(m)
+    experiments.retain(|e| !e.instances.is_empty());
+    if experiments.is_empty() {
+        return Err(Error::msg(format!(
+            "{origin} has no game instances to play (an empty \"experiments\" list, or only empty \"game_instances\" lists); add instances to the file"
+        )));
+    }
+    let game_path = match &file.path {
+        Some(p) => p
+            .parent()
+            .and_then(|d| d.parent())
+            .and_then(|d| std::fs::canonicalize(d).ok())
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        None => format!("<shipped with clemhost>/games/{}", game.name()),
+    };
+
+    // Models: one per model player; one model plays every role (self-play).
+    let needed = game.model_players();
+    let given = plan.models.len();
+    let selectors: Vec<String> = if given == needed {
+        plan.models.clone()
+    } else if given == 1 {
+        vec![plan.models[0].clone(); needed]
+    } else {
+        return Err(Error::msg(format!(
+            "{} takes {needed} model{} but {given} were given ({}); pass -m {}",
+            game.name(),
+            if needed == 1 { "" } else { "s" },
+            plan.models.join(", "),
+            if needed == 1 {
+                "once".to_string()
+            } else {
+                format!("once (self-play) or {needed} times")
+            }
+        )));
+    };
+    let gen_args = GenArgs {
+        temperature: plan.gen.temperature,
+        max_tokens: plan.gen.max_tokens,
+        extra: Map::new(),
+    };
+    let models = open_models(registry, plugins, &selectors, &gen_args, &plan.limits, stop)?;
+    let run_dir_name = run_dir_name(&models.models)?;
+
+    let has_human = models
+        .models
+        .iter()
+        .any(|m| matches!(m.player, PlayerModel::Human(_)));
+    let mut parallel = plan.parallel.unwrap_or(models.suggested_parallel).max(1);
+    if has_human && parallel > 1 {
+        tracing::warn!("a human player answers one episode at a time; playing with --parallel 1");
+        parallel = 1;
+    }
+    let mut plan = plan;
+    plan.show_progress &= !has_human;
+    Ok(PreparedRun {
+        plan,
+        game_path,
+        experiments,
+        models,
+        run_dir_name,
+        parallel,
+    })
 }
 
-/// Plays every episode of the plan. Returns the summary; only failures to
-/// write files end the run early (they affect every episode alike).
-pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsError> {
+/// clemcore's run folder name for these models, each name escaped into one
+/// path component ([`escape_component`]: `org/name` → `org%2Fname`, every
+/// ordinary name unchanged). An empty or overlong name is an error naming
+/// the registry file and the field.
+fn run_dir_name(models: &[OpenModel]) -> Result<String> {
+    let mut names = Vec::new();
+    for m in models {
+        let source = m
+            .spec
+            .get("lookup_source")
+            .and_then(Value::as_str)
+            .unwrap_or("the command line");
+        let escaped = escape_component(m.name()).map_err(|rule| {
+            Error::msg(format!(
+                "{source}: model_name {:?} cannot name a results folder: {rule}; fix the registry entry",
+                m.name()
+            ))
+        })?;
+        names.push(escaped);
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let name = results::run_dir_name(&refs);
+    check_component(&name).map_err(|rule| {
+        Error::msg(format!(
+            "the run folder name {name:?} (from the model names) is not usable: {rule}; use models with shorter names"
+        ))
+    })?;
+    Ok(name)
+}
+
+/// The `player_models` record of these models.
+pub fn player_models_of(models: &[OpenModel], gen: &GenSettings) -> PlayerModels {
+    let mut gen_args = Map::new();
+    gen_args.insert("temperature".into(), gen.temperature.into());
+    gen_args.insert("max_tokens".into(), gen.max_tokens.into());
+    player_models(models.iter().map(|m| PlayerModelRecord {
+        model_spec: m.spec.clone(),
+        gen_args: gen_args.clone(),
+    }))
+}
+
+/// Plays every episode of a prepared run into its run folder, which is
+/// locked for the whole run (a second run into it fails at once). Returns
+/// the summary; only failures to write files (and, with `--resume`,
+/// recorded settings that differ from this run's) end the run early.
+pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsError> {
     let wall = Instant::now();
-    let names: Vec<&str> = plan.models.iter().map(|m| m.model.name()).collect();
-    let run_dir_name = results::run_dir_name(&names);
-    let layout = ResultsLayout::new(&plan.results_dir, &run_dir_name);
-    let pm = player_models(&plan.models, &plan.gen_args);
-    let created = Timestamp::now();
+    let plan = &run.plan;
     let game = plan.game;
+    let folder = RunFolder::open(&plan.results_dir, &run.run_dir_name)?;
+    let layout = folder.layout().clone();
+    let pm = player_models_of(&run.models.models, &plan.gen);
+    let created = Timestamp::now();
 
-    // run.json first (without this game's entry), as clemcore does; other games' entries are kept.
-    let mut games_entry = read_games_entry(&layout);
-    games_entry.remove(game.name());
-    write_run_file(&layout, &created, &pm, &games_entry)?;
-    let benchmark_start = Timestamp::now();
-
-    // Experiment files are written once, before any episode, so parallel
-    // episodes never race on them.
+    // Experiment files are checked before anything is written (a refused
+    // `--resume` changes nothing) and written before any episode, so
+    // parallel episodes never race on them.
+    let mut experiment_files = Vec::new();
     let mut jobs = Vec::new();
-    for exp in &plan.experiments {
-        let exp_file = layout
+    for exp in &run.experiments {
+        let path = layout
             .experiment_dir(game.name(), &exp.name)
             .join(files::EXPERIMENT);
-        if !exp_file.exists() {
-            let mut meta = exp.meta.clone();
-            meta.insert("timestamp".into(), Timestamp::now().iso().into());
-            meta.insert("game_name".into(), game.name().into());
-            meta.insert("player_models".into(), pm.clone());
-            results::write_json(&exp_file, &Value::Object(meta))?;
+        if let Some(record) = experiment_record(&path, exp, game.name(), &pm, plan.resume)? {
+            experiment_files.push((path, record));
         }
         for inst in &exp.instances {
             let game_id = inst
@@ -170,30 +299,31 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
         }
     }
 
+    // run.json first (without this game's entry), as clemcore does; other
+    // games' entries are kept. The folder's lock covers the read and both writes.
+    let mut games = folder.read_run().map(|r| r.games).unwrap_or_default();
+    games.remove(game.name());
+    let record = |games: &Ordered<GameRunRecord>| RunRecord {
+        clem_version: results::CLEM_VERSION.into(),
+        created: created.iso(),
+        player_models: pm.clone(),
+        games: games.clone(),
+    };
+    folder.write_run(&record(&games))?;
+    let benchmark_start = Timestamp::now();
+    for (path, record) in &experiment_files {
+        results::write_record(path, record)?;
+    }
+
     let human: HumanInput = terminal_input();
     let progress = progress::Progress::new(jobs.len(), plan.show_progress);
     let outcomes: Vec<Mutex<Option<Outcome>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let first_error: Mutex<Option<ResultsError>> = Mutex::new(None);
-    let workers = plan.parallel.clamp(1, jobs.len().max(1));
-    let all_done = AtomicBool::new(false);
+    let workers = run.parallel.clamp(1, jobs.len().max(1));
     std::thread::scope(|s| {
-        // Passes a stop on to the model calls in flight that have no deadline.
-        s.spawn(|| {
-            while !all_done.load(Ordering::Relaxed) {
-                if stop.load(Ordering::Relaxed) {
-                    plan.stats.cancel_in_flight.store(
-                        clemhost_plugin_sdk::abi::CANCEL_REQUESTED,
-                        Ordering::Relaxed,
-                    );
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        });
-        let mut handles = Vec::new();
         for _ in 0..workers {
-            handles.push(s.spawn(|| loop {
+            s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(job) = jobs.get(i) else { break };
                 if first_error
@@ -203,21 +333,21 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
                 {
                     break;
                 }
-                let dir = layout.episode_dir(game.name(), &job.experiment.name, job.game_id);
+                let episode = folder.episode(game.name(), &job.experiment.name, job.game_id);
                 let label = format!("{}/instance_{:05}", job.experiment.name, job.game_id);
-                let outcome = if stop.load(Ordering::Relaxed) {
+                let outcome = if stop.is_stopped() {
                     Ok(Outcome::Interrupted)
-                } else if plan.resume && dir.join(files::COMPLETED).exists() {
+                } else if plan.resume && episode.is_complete() {
                     Ok(Outcome::Skipped)
                 } else {
                     let info = EpisodeInfo {
                         game_name: game.name().into(),
                         experiment_name: job.experiment.name.clone(),
                         game_id: job.game_id,
-                        results_folder: run_dir_name.clone(),
+                        results_folder: run.run_dir_name.clone(),
                         player_models: pm.clone(),
                     };
-                    play_episode(plan, job, info, &dir, human.clone(), stop.clone())
+                    play_episode(run, job, info, &episode, human.clone(), stop)
                 };
                 match outcome {
                     Ok(o) => {
@@ -225,16 +355,12 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
                         *outcomes[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
                     }
                     Err(e) => {
-                        stop.store(true, Ordering::Relaxed);
+                        stop.stop();
                         *first_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                     }
                 }
-            }));
+            });
         }
-        for h in handles {
-            let _ = h.join();
-        }
-        all_done.store(true, Ordering::Relaxed);
     });
     progress.done();
     if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -268,107 +394,97 @@ pub fn run(plan: &RunPlan, stop: Arc<AtomicBool>) -> Result<RunSummary, ResultsE
             Some(Outcome::Interrupted) | None => summary.interrupted += 1,
         }
     }
-    summary.retries = plan.stats.retries.load(Ordering::Relaxed);
-    let timed = plan.stats.timed_calls.load(Ordering::Relaxed);
-    let host = plan.stats.host_micros.load(Ordering::Relaxed);
-    let plugin = plan.stats.plugin_micros.load(Ordering::Relaxed);
+    let stats = &run.models.stats;
+    summary.retries = stats.retries.load(Ordering::Relaxed);
+    let timed = stats.timed_calls.load(Ordering::Relaxed);
+    let host = stats.host_micros.load(Ordering::Relaxed);
+    let plugin = stats.plugin_micros.load(Ordering::Relaxed);
     summary.host_overhead = host
         .saturating_sub(plugin)
         .checked_div(timed)
         .map(Duration::from_micros);
     let benchmark_end = Timestamp::now();
     let took = benchmark_end.since(&benchmark_start);
-    games_entry.insert(
-        game.name().into(),
-        json!({
-            "game_path": plan.game_path,
-            "benchmark_start": benchmark_start.iso(),
-            "benchmark_end": benchmark_end.iso(),
-            "duration": python_timedelta(took),
-            "duration_seconds": python_seconds(took),
-            "num_instances": summary.episodes,
-        }),
+    games.insert(
+        game.name(),
+        GameRunRecord {
+            game_path: run.game_path.clone(),
+            benchmark_start: benchmark_start.iso(),
+            benchmark_end: benchmark_end.iso(),
+            duration: python_timedelta(took),
+            duration_seconds: python_seconds(took),
+            num_instances: summary.episodes as u64,
+        },
     );
-    write_run_file(&layout, &created, &pm, &games_entry)?;
+    folder.write_run(&record(&games))?;
     summary.wall = wall.elapsed();
     Ok(summary)
 }
 
-fn read_games_entry(layout: &ResultsLayout) -> Map<String, Value> {
-    results::read_json(&layout.run_file())
-        .ok()
-        .and_then(|v| v.get("games").and_then(Value::as_object).cloned())
-        .unwrap_or_default()
-}
-
-fn write_run_file(
-    layout: &ResultsLayout,
-    created: &Timestamp,
-    pm: &Value,
-    games: &Map<String, Value>,
-) -> Result<(), ResultsError> {
-    results::write_json(
-        &layout.run_file(),
-        &json!({
-            "clem_version": results::CLEM_VERSION,
-            "created": created.iso(),
-            "player_models": pm,
-            "games": games,
-        }),
-    )
-}
-
-/// Files an earlier run may have left in an episode directory.
-fn clear_episode_dir(dir: &std::path::Path) -> Result<(), ResultsError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let stale = name == files::INTERACTIONS
-            || name == files::COMPLETED
-            || name == files::ERROR
-            || name == files::SCORES
-            || name == files::TRANSCRIPT
-            || name.ends_with(".requests.json")
-            || name == "requests.json"
-            || (name.starts_with('.') && name.ends_with(".tmp"));
-        if stale {
-            let p = entry.path();
-            std::fs::remove_file(&p).map_err(|source| ResultsError::Write { path: p, source })?;
+/// The `experiment.json` to write, or `None` when the file already records
+/// the same settings (it is then kept, as clemcore keeps it).
+///
+/// Without `--resume` every episode is played again, so a file with other
+/// settings (another `-t`, another model entry) is rewritten. With
+/// `--resume` the finished episodes were played with the recorded settings,
+/// so differing ones are refused: mixing them would make the results lie.
+fn experiment_record(
+    path: &std::path::Path,
+    exp: &Experiment,
+    game_name: &str,
+    pm: &PlayerModels,
+    resume: bool,
+) -> Result<Option<ExperimentRecord>, ResultsError> {
+    let mut experiment = exp.meta.clone();
+    for k in ["timestamp", "game_name", "player_models"] {
+        experiment.remove(k);
+    }
+    if path.exists() {
+        if let Ok(recorded) = results::read_record::<ExperimentRecord>(path) {
+            let same_models = &recorded.player_models == pm;
+            if same_models && recorded.experiment == experiment {
+                return Ok(None);
+            }
+            if resume {
+                let what = if same_models {
+                    "the experiment's keys in the instances file"
+                } else {
+                    "the models or generation arguments (player_models)"
+                };
+                return Err(ResultsError::Settings(format!(
+                    "{}: the finished episodes were played with other settings ({what} differ); --resume would mix them. Run without --resume to play every episode again, or pass another -r DIR",
+                    path.display()
+                )));
+            }
         }
     }
-    Ok(())
+    Ok(Some(ExperimentRecord {
+        experiment,
+        timestamp: Timestamp::now().iso(),
+        game_name: game_name.into(),
+        player_models: pm.clone(),
+    }))
 }
 
 fn play_episode(
-    plan: &RunPlan,
+    run: &PreparedRun,
     job: &Job<'_>,
     info: EpisodeInfo,
-    dir: &std::path::Path,
+    folder: &EpisodeFolder,
     human: HumanInput,
-    stop: Arc<AtomicBool>,
+    stop: &StopToken,
 ) -> Result<Outcome, ResultsError> {
-    clear_episode_dir(dir)?;
-    results::write_json(
-        &dir.join(files::INSTANCE),
-        &Value::Object(job.instance.clone()),
-    )?;
-    let models: Vec<PlayerModel> = plan.models.iter().map(|m| m.model.clone()).collect();
-    let mut episode = Episode::new(info, human, stop);
-    let played = plan.game.play(job.instance, &models, &mut episode);
-    match played {
+    folder.clear()?;
+    folder.write_instance(job.instance)?;
+    let models: Vec<PlayerModel> = run.models.models.iter().map(|m| m.player.clone()).collect();
+    let game = run.plan.game;
+    let mut episode = Episode::new(info, human, stop.clone());
+    match game.play(job.instance, &models, &mut episode) {
         Ok(()) => {
             let interactions = episode.interactions(true);
-            results::write_json(&dir.join(files::INTERACTIONS), &interactions)?;
-            for (name, content) in episode.requests_files(true) {
-                results::write_json(&dir.join(name), &content)?;
-            }
-            results::write_json(
-                &dir.join(files::COMPLETED),
-                &json!({"timestamp": Timestamp::now().iso()}),
-            )?;
-            let scores = plan.game.score(&interactions).ok();
+            folder.write_finished(&interactions, &episode.requests_files(true))?;
+            let as_value = serde_json::to_value(&interactions).expect("a record serialises");
+            let scores = game.score(&as_value).ok();
             let flag = |k: &str| {
                 scores
                     .as_ref()
@@ -390,17 +506,16 @@ fn play_episode(
                 job.experiment.name,
                 job.game_id
             );
-            for (name, content) in episode.requests_files(false) {
-                results::write_json(&dir.join(name), &content)?;
-            }
-            let mut err = Map::new();
-            err.insert("timestamp".into(), Timestamp::now().iso().into());
-            err.insert("error".into(), e.type_name().into());
-            err.insert("message".into(), e.to_string().into());
-            if let EpisodeError::Backend { error, .. } = &e {
-                err.insert("kind".into(), error.kind.as_str().into());
-            }
-            results::write_json(&dir.join(files::ERROR), &Value::Object(err))?;
+            let error = ErrorRecord {
+                timestamp: Timestamp::now().iso(),
+                error: e.type_name(),
+                message: e.to_string(),
+                kind: match &e {
+                    EpisodeError::Backend { error, .. } => Some(error.kind.as_str().into()),
+                    _ => None,
+                },
+            };
+            folder.write_failed(&episode.requests_files(false), &error)?;
             Ok(Outcome::Failed {
                 requests: episode.requests(),
             })

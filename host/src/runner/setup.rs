@@ -1,54 +1,22 @@
-//! Turning command-line options into a checked [`RunPlan`]: the game, its
-//! instances, the models (built-in players or plugin models with their
-//! keys), the limits. Everything that can be wrong with the input fails
-//! here, before any episode starts, with the fix in the message.
+//! Opening models: "these models, behind these plugins, with these
+//! limits", as one library call ([`open_models`]) that `clemhost run`,
+//! `doctor` and `serve` share. Everything that can be wrong with a model
+//! (unknown name, no plugin, no key, a bad `rate_limit`, a plugin that
+//! refuses the entry) fails here, before any episode or request, with the
+//! fix in the message.
 
 use super::call::{CallStats, PluginModel};
-use super::limits::{Limiter, RetryPolicy};
-use super::{PlanModel, RunPlan};
+use super::limits::{Limiter, MIN_REQUESTS_PER_MINUTE};
+use super::plan::ModelLimits;
+use super::StopToken;
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
-use crate::games::{self, instances, PlayerModel};
+use crate::games::PlayerModel;
+use crate::registry::Registry;
 use clemhost_plugin_sdk::{GenArgs, ModelConfig};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
-
-/// The run's options, parsed from the command line.
-#[derive(Clone, Debug)]
-pub struct RunOptions {
-    /// `-g`.
-    pub game: String,
-    /// `-m`, in order.
-    pub models: Vec<String>,
-    /// `-t`.
-    pub temperature: f64,
-    /// `-l`.
-    pub max_tokens: u32,
-    /// `-e`.
-    pub experiment: Option<String>,
-    /// `-i`.
-    pub instances: Option<PathBuf>,
-    /// `-r`.
-    pub results_dir: PathBuf,
-    /// `--parallel` (None: from the plugins' capabilities).
-    pub parallel: Option<usize>,
-    /// `--resume`.
-    pub resume: bool,
-    /// `--max-concurrent`: in-flight calls per backend.
-    pub max_concurrent: Option<usize>,
-    /// `--retries`: attempts per call.
-    pub tries: u32,
-    /// `--retry-delay-ms`: first back-off delay.
-    pub retry_base: Duration,
-    /// `--timeout`: seconds per call.
-    pub timeout: Option<Duration>,
-    /// Print progress.
-    pub show_progress: bool,
-}
 
 /// Episodes run at once when every player is built in (no model calls wait).
 const BUILTIN_PARALLEL: usize = 32;
@@ -77,7 +45,7 @@ fn builtin(name: &str) -> Option<(PlayerModel, &'static str)> {
     }
 }
 
-fn resolve(global: &GlobalArgs, arg: &str) -> Result<Resolved> {
+fn resolve(registry: &Registry, arg: &str) -> Result<Resolved> {
     let selector = crate::registry::parse_model_arg(arg);
     let name = selector
         .get("model_name")
@@ -90,7 +58,7 @@ fn resolve(global: &GlobalArgs, arg: &str) -> Result<Resolved> {
         spec.insert("backend".into(), backend.into());
         return Ok(Resolved::Builtin(model, spec));
     }
-    let resolved = crate::registry::Registry::load(global)?.resolve(&selector)?;
+    let resolved = registry.resolve(&selector)?;
     let backend = resolved.backend().to_string();
     Ok(Resolved::Plugin {
         spec: resolved.spec,
@@ -98,77 +66,84 @@ fn resolve(global: &GlobalArgs, arg: &str) -> Result<Resolved> {
     })
 }
 
-/// Checks the options and opens everything the run needs.
-pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Result<RunPlan> {
-    let game = games::find_game(&opts.game).ok_or_else(|| {
-        let known: Vec<&str> = games::all_games().iter().map(|g| g.name()).collect();
-        Error::msg(format!(
-            "unknown game '{}'; known games: {}",
-            opts.game,
-            known.join(", ")
-        ))
-    })?;
+/// One opened model.
+#[derive(Clone)]
+pub struct OpenModel {
+    /// The resolved registry entry (or a built-in player's spec), as
+    /// recorded in `player_models`.
+    pub spec: Map<String, Value>,
+    /// Who answers, as a game's player uses it.
+    pub player: PlayerModel,
+    /// The model behind its plugin (`None` for built-in players), for
+    /// callers that send requests themselves (`serve`).
+    pub plugin: Option<Arc<PluginModel>>,
+    /// The bounds on its calls that its plugin and registry entry set.
+    pub bounds: ModelBounds,
+}
 
-    // Instances.
-    let file =
-        instances::load(game, opts.instances.as_deref()).map_err(|e| Error::msg(e.to_string()))?;
-    let mut experiments = file.experiments;
-    if let Some(name) = &opts.experiment {
-        let known: Vec<String> = experiments.iter().map(|e| e.name.clone()).collect();
-        experiments.retain(|e| &e.name == name);
-        if experiments.is_empty() {
-            return Err(Error::msg(format!(
-                "{} has no experiment '{name}'; its experiments are: {}",
-                file.path.as_ref().map_or_else(
-                    || format!("{}'s instances", game.name()),
-                    |p| p.display().to_string()
-                ),
-                known.join(", ")
-            )));
-        }
+/// What a model's plugin and registry entry allow, for callers that admit
+/// calls themselves (`serve` sizes each model's gate from it; `run`'s
+/// limiters inside [`PluginModel`] enforce the same numbers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelBounds {
+    /// Calls at once the plugin suggests (its capabilities; for built-in
+    /// players, how many episodes may play at once).
+    pub suggested: usize,
+    /// The most calls at once: 1 when the plugin cannot generate
+    /// concurrently, else the entry's `rate_limit.max_concurrent`; `None`: no
+    /// bound of the model's own.
+    pub max_concurrent: Option<usize>,
+    /// The entry's `rate_limit.requests_per_minute` (0: none).
+    pub requests_per_minute: f64,
+}
+
+impl std::fmt::Debug for OpenModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenModel")
+            .field("spec", &self.spec)
+            .field("player", &self.player)
+            .finish()
     }
-    let game_path = match &file.path {
-        Some(p) => p
-            .parent()
-            .and_then(|d| d.parent())
-            .and_then(|d| std::fs::canonicalize(d).ok())
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        None => format!("<shipped with clemhost>/games/{}", game.name()),
-    };
+}
 
-    // Models: one per model player; one model plays every role (self-play).
-    let needed = game.model_players();
-    let given = opts.models.len();
-    let args: Vec<&String> = if given == needed {
-        opts.models.iter().collect()
-    } else if given == 1 {
-        vec![&opts.models[0]; needed]
-    } else {
-        return Err(Error::msg(format!(
-            "{} takes {needed} model{} but {given} were given ({}); pass -m {}",
-            game.name(),
-            if needed == 1 { "" } else { "s" },
-            opts.models.join(", "),
-            if needed == 1 {
-                "once".to_string()
-            } else {
-                format!("once (self-play) or {needed} times")
-            }
-        )));
-    };
+impl OpenModel {
+    /// The model's name (`model_name`).
+    pub fn name(&self) -> &str {
+        self.player.name()
+    }
+}
 
-    let gen_args = GenArgs {
-        temperature: opts.temperature,
-        max_tokens: opts.max_tokens,
-        extra: Map::new(),
-    };
-    let recorded_gen_args = json!({"temperature": opts.temperature, "max_tokens": opts.max_tokens});
-    let retry = RetryPolicy {
-        tries: opts.tries.max(1),
-        base_delay: opts.retry_base,
-        ..RetryPolicy::default()
-    };
+/// The models of one run (or one `serve` process).
+#[derive(Debug)]
+pub struct OpenModels {
+    /// One per selector, in order. A selector given twice is opened once
+    /// and shared.
+    pub models: Vec<OpenModel>,
+    /// How many episodes (or requests) the plugins suggest at once: the
+    /// smallest of their preferences (1 when a human plays).
+    pub suggested_parallel: usize,
+    /// Call totals of every model.
+    pub stats: Arc<CallStats>,
+}
+
+/// Opens the models named by `selectors` (registry names, built-in players
+/// or JSON selectors, as `-m` takes them): resolves each in `registry`,
+/// finds and checks its plugin on the search path of `plugins`
+/// (`--plugin-dir`), reads its key only when its plugin needs one, and opens
+/// it with `gen_args` and `limits`. Every call of every model reads `stop`
+/// as its cancel flag.
+///
+/// Load the registry once ([`Registry::load`]) and call this once per set
+/// of models; the handles live as long as the returned value (and clones
+/// of its models).
+pub fn open_models(
+    registry: &Registry,
+    plugins: &GlobalArgs,
+    selectors: &[String],
+    gen_args: &GenArgs,
+    limits: &ModelLimits,
+    stop: &StopToken,
+) -> Result<OpenModels> {
     let stats = Arc::new(CallStats::default());
     // Read only when a plugin model needs it, so `-m mock` never depends on key.json.
     let mut keys: Option<crate::keys::KeyStore> = None;
@@ -176,9 +151,9 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
     let mut models = Vec::new();
     let mut default_parallel = usize::MAX;
     let mut backend_limiters: HashMap<String, Arc<Limiter>> = HashMap::new();
-    let mut opened: HashMap<String, PlayerModel> = HashMap::new();
-    for arg in args {
-        match resolve(global, arg)? {
+    let mut opened: HashMap<String, OpenModel> = HashMap::new();
+    for arg in selectors {
+        match resolve(registry, arg)? {
             Resolved::Builtin(model, spec) => {
                 let p = if matches!(model, PlayerModel::Human(_)) {
                     1
@@ -186,15 +161,21 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
                     BUILTIN_PARALLEL
                 };
                 default_parallel = default_parallel.min(p);
-                models.push(PlanModel { spec, model });
+                models.push(OpenModel {
+                    spec,
+                    player: model,
+                    plugin: None,
+                    bounds: ModelBounds {
+                        suggested: p,
+                        max_concurrent: None,
+                        requests_per_minute: 0.0,
+                    },
+                });
             }
             Resolved::Plugin { spec, backend } => {
                 let key = serde_json::to_string(&spec).expect("a spec serialises");
                 if let Some(model) = opened.get(&key) {
-                    models.push(PlanModel {
-                        spec,
-                        model: model.clone(),
-                    });
+                    models.push(model.clone());
                     continue;
                 }
                 let name = spec
@@ -202,17 +183,10 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
                     .and_then(Value::as_str)
                     .unwrap_or(arg)
                     .to_string();
-                let plugin = crate::plugins::load_backend(global, &backend)?;
+                let plugin = crate::plugins::load_backend(plugins, &backend)?;
                 let caps = plugin.manifest().capabilities.clone();
-                if keys.is_none() && caps.key_name.is_some() {
-                    keys = Some(crate::keys::KeyStore::load()?);
-                }
-                let keys = keys.as_ref();
-                let credentials = match (&caps.key_name, keys) {
-                    (Some(k), Some(ks)) if caps.requires_key => Some(ks.require_for(&backend, k)?),
-                    (Some(k), Some(ks)) => ks.credentials(k),
-                    _ => None,
-                };
+                let credentials =
+                    crate::keys::credentials_for_model(&mut keys, &backend, &caps, &spec)?;
                 let config = ModelConfig {
                     spec: spec.clone(),
                     credentials,
@@ -238,70 +212,80 @@ pub fn plan(global: &GlobalArgs, opts: &RunOptions, stop: Arc<AtomicBool>) -> Re
 
                 // Limits: the model's own (registry rate_limit; one at a time
                 // when the plugin cannot generate concurrently) and the backend's.
-                let (rl_max, rl_rpm) = rate_limit(&spec, &name)?;
+                let (rl_max, rl_rpm) = rate_limit(&spec, &name, registry)?;
                 let model_max = match (caps.concurrent_generate, rl_max) {
-                    (false, _) => 1,
-                    (true, Some(m)) => m,
-                    (true, None) => 0,
+                    (false, _) => Some(1),
+                    (true, m) => m,
                 };
-                let mut limiters = vec![Arc::new(Limiter::new(model_max, rl_rpm))];
-                if let Some(m) = opts.max_concurrent {
+                let bounds = ModelBounds {
+                    suggested: p,
+                    max_concurrent: model_max,
+                    requests_per_minute: rl_rpm,
+                };
+                let mut limiters = vec![Arc::new(Limiter::new(model_max.unwrap_or(0), rl_rpm))];
+                if let Some(m) = limits.max_concurrent_per_backend {
                     let l = backend_limiters
                         .entry(backend.clone())
                         .or_insert_with(|| Arc::new(Limiter::new(m, 0.0)));
                     limiters.push(l.clone());
                 }
-                // clemcore decorates every backend's responses with
-                // `clem_player` except llamacpp's.
-                let decorate = backend != "llamacpp";
-                let model = PlayerModel::Model(Arc::new(PluginModel::new(
+                // The plugin says whether clemcore's backend adds `clem_player`.
+                let decorate = !caps.raw_response_as_is;
+                let chat = Arc::new(PluginModel::new(
                     name,
                     handle,
                     decorate,
                     gen_args.clone(),
                     limiters,
-                    retry.clone(),
-                    opts.timeout,
+                    limits.calls.clone(),
                     stop.clone(),
                     stats.clone(),
-                )));
+                ));
+                let model = OpenModel {
+                    spec,
+                    player: PlayerModel::Model(chat.clone()),
+                    plugin: Some(chat),
+                    bounds,
+                };
                 opened.insert(key, model.clone());
-                models.push(PlanModel { spec, model });
+                models.push(model);
             }
         }
     }
     let has_human = models
         .iter()
-        .any(|m| matches!(m.model, PlayerModel::Human(_)));
-    let mut parallel = opts.parallel.unwrap_or(default_parallel).max(1);
-    if has_human && parallel > 1 {
-        tracing::warn!("a human player answers one episode at a time; playing with --parallel 1");
-        parallel = 1;
-    }
-
-    Ok(RunPlan {
-        game,
-        game_path,
-        experiments,
+        .any(|m| matches!(m.player, PlayerModel::Human(_)));
+    Ok(OpenModels {
         models,
-        gen_args: recorded_gen_args,
-        results_dir: opts.results_dir.clone(),
-        parallel,
-        resume: opts.resume,
-        show_progress: opts.show_progress && !has_human,
+        suggested_parallel: if has_human {
+            1
+        } else {
+            default_parallel.max(1)
+        },
         stats,
     })
 }
 
 /// Reads a registry entry's optional `rate_limit` object:
 /// `{"max_concurrent": N, "requests_per_minute": M}`.
-pub fn rate_limit(spec: &Map<String, Value>, name: &str) -> Result<(Option<usize>, f64)> {
+/// `requests_per_minute` must be at least [`MIN_REQUESTS_PER_MINUTE`] (one
+/// call an hour): a smaller rate would hold the run for days.
+fn rate_limit(
+    spec: &Map<String, Value>,
+    name: &str,
+    registry: &Registry,
+) -> Result<(Option<usize>, f64)> {
     let Some(rl) = spec.get("rate_limit") else {
         return Ok((None, 0.0));
     };
-    let bad = |field: &str| {
+    let source = spec
+        .get("lookup_source")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| registry.files().join(", "));
+    let bad = |field: &str, rule: &str| {
         Error::msg(format!(
-            "model '{name}': rate_limit.{field} must be a positive number; fix the registry entry"
+            "{source}: model '{name}': rate_limit.{field} {rule}; fix the registry entry"
         ))
     };
     let obj = rl.as_object().ok_or_else(|| {
@@ -314,15 +298,23 @@ pub fn rate_limit(spec: &Map<String, Value>, name: &str) -> Result<(Option<usize
         Some(v) => Some(
             v.as_u64()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| bad("max_concurrent"))? as usize,
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| bad("max_concurrent", "must be a positive integer"))?,
         ),
     };
     let rpm = match obj.get("requests_per_minute") {
         None | Some(Value::Null) => 0.0,
         Some(v) => v
             .as_f64()
-            .filter(|n| *n > 0.0)
-            .ok_or_else(|| bad("requests_per_minute"))?,
+            .filter(|n| n.is_finite() && *n >= MIN_REQUESTS_PER_MINUTE)
+            .ok_or_else(|| {
+                bad(
+                    "requests_per_minute",
+                    &format!(
+                        "must be a number of at least {MIN_REQUESTS_PER_MINUTE:.4} (one call an hour), not {v}"
+                    ),
+                )
+            })?,
     };
     Ok((max, rpm))
 }

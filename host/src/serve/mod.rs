@@ -3,9 +3,9 @@
 //!
 //! The principal pieces:
 //! - [`ServeConfig`]: the checked options (from `commands/serve.rs`).
-//! - [`models`]: which entries are served, [`models::open_model`] (the
-//!   one place a model is opened, as `run` opens it) and a call with its
-//!   deadline, cancel flag and retries.
+//! - [`models`]: which entries are served, opening them with the run
+//!   pipeline's `runner::open_models` (the one place a model is opened),
+//!   and a call with its deadline, cancel flag and retries.
 //! - [`gate`]: per model, the most requests at the plugin at once and a
 //!   bounded queue (full: 429 with `Retry-After`).
 //! - [`routes`] with [`openai`] (the wire format and the `clemhost`

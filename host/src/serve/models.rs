@@ -2,20 +2,22 @@
 //! (at start with `-m`, else on first use), and one call to a model with
 //! its gate, deadline, cancel flag and retries.
 //!
-//! Everything that *opens* a model is in [`open_model`]: the same steps
-//! `clemhost run` takes before a game (plugin, key policy, `create_model`,
-//! the limits from the plugin's capabilities and the entry's `rate_limit`).
+//! Models are opened by the run pipeline's [`runner::open_models`] (plugin,
+//! key policy, `create_model`, the bounds from the plugin's capabilities
+//! and the entry's `rate_limit`), exactly as `clemhost run` opens them;
+//! [`open_served`] only puts a gate in front of the opened model.
 
 use super::gate::{Gate, QueueFull};
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
-use crate::plugins::ModelHandle;
 use crate::registry::Registry;
 use crate::results::Timestamp;
+use crate::runner::call::PluginModel;
 use crate::runner::limits::RetryPolicy;
+use crate::runner::{self, ModelLimits, StopToken};
 use clemhost_plugin_sdk::abi::CANCEL_REQUESTED;
 use clemhost_plugin_sdk::{BackendError, ErrorKind, GenArgs, GenerateRequest, Generation, Message};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -24,16 +26,11 @@ use std::time::Duration;
 use tokio::sync::{watch, OnceCell};
 use tokio::time::Instant;
 
-/// Requests at the plugin at once for a remote backend that states no preference.
-const REMOTE_CONCURRENCY: usize = 32;
-/// The same for a local backend that can generate concurrently.
-const LOCAL_CONCURRENCY: usize = 8;
-
 /// How requests reach models, from the command line.
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// `--max-concurrent`: the most requests at one model's plugin (None:
-    /// from the plugin's capabilities and the entry's `rate_limit`).
+    /// what the plugin's capabilities suggest).
     pub max_concurrent: Option<usize>,
     /// `--queue`: the most requests waiting per model.
     pub queue: usize,
@@ -43,79 +40,60 @@ pub struct Limits {
 pub struct ServedModel {
     /// The served name (the entry's `model_name`).
     pub name: String,
-    /// The entry's backend.
-    pub backend: String,
-    /// The plugin file.
-    pub plugin_path: PathBuf,
-    handle: ModelHandle,
-    /// Add clemcore's `clem_player` to recorded responses (as `run` does).
-    decorate: bool,
+    model: Arc<PluginModel>,
     /// The way in.
     pub gate: Gate,
     counter: AtomicU64,
 }
 
-/// Opens one registry entry's model: finds and opens the plugin of its
-/// backend, applies the key policy, creates the model and sets its limits.
-/// Blocking (a local backend loads its weights here).
-pub fn open_model(
-    global: &GlobalArgs,
-    spec: &Map<String, Value>,
-    backend: &str,
+/// Opens the model `selector` names with [`runner::open_models`] and puts a
+/// gate in front of it: `--max-concurrent` (else what the plugin
+/// suggests), never more than the model's own bound (its `rate_limit`, 1
+/// for a plugin that cannot generate concurrently). Blocking (a local
+/// backend loads its weights here).
+///
+/// Requests bring their own generation arguments, so the model is opened
+/// with none; `serve` applies `--max-concurrent` per model at the gate, not
+/// per backend. `stop` is the model's stop token; serve's calls use a
+/// cancel flag of their own per request (see [`ServedModel::answer`]).
+pub fn open_served(
+    registry: &Registry,
+    plugins: &GlobalArgs,
+    selector: &str,
     limits: &Limits,
+    stop: &StopToken,
 ) -> Result<ServedModel> {
-    let name = spec
-        .get("model_name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let plugin = crate::plugins::load_backend(global, backend)?;
-    let caps = plugin.manifest().capabilities.clone();
-    let credentials = match caps.key_name {
-        Some(_) => crate::keys::KeyStore::load()?
-            .for_backend(backend, &caps, spec)
-            .map_err(Error::from)?,
-        None => None,
+    let opened = runner::open_models(
+        registry,
+        plugins,
+        &[selector.to_string()],
+        &GenArgs::default(),
+        &ModelLimits::default(),
+        stop,
+    )?;
+    let Some(open) = opened.models.into_iter().next() else {
+        return Err(Error::msg(format!("no model opened for '{selector}'")));
     };
-    let config = clemhost_plugin_sdk::ModelConfig {
-        spec: spec.clone(),
-        credentials,
-        gen_args: GenArgs::default(),
-        cache_dir: None,
+    let Some(model) = open.plugin.clone() else {
+        return Err(builtin_player(selector));
     };
-    let handle = plugin.create_model(&config).map_err(|e| {
-        Error::msg(format!(
-            "cannot open model '{name}' with plugin {} (backend '{backend}'): {e}",
-            plugin.path().display()
-        ))
-    })?;
-    let (entry_max, rpm) = crate::runner::setup::rate_limit(spec, &name)?;
-    let plugin_max = if !caps.concurrent_generate {
-        1
-    } else if caps.max_concurrency > 0 {
-        caps.max_concurrency as usize
-    } else if caps.remote {
-        REMOTE_CONCURRENCY
-    } else {
-        LOCAL_CONCURRENCY
-    };
-    let mut limit = limits.max_concurrent.unwrap_or(plugin_max);
-    if let Some(m) = entry_max {
+    let bounds = open.bounds;
+    let mut limit = limits.max_concurrent.unwrap_or(bounds.suggested);
+    if let Some(m) = bounds.max_concurrent {
         limit = limit.min(m);
     }
-    if !caps.concurrent_generate {
-        limit = 1;
-    }
     Ok(ServedModel {
-        plugin_path: plugin.path().to_path_buf(),
-        backend: backend.to_string(),
-        // clemcore decorates every backend's responses except llamacpp's.
-        decorate: backend != "llamacpp",
-        gate: Gate::new(limit, limits.queue, rpm),
+        name: open.name().to_string(),
+        model,
+        gate: Gate::new(limit.max(1), limits.queue, bounds.requests_per_minute),
         counter: AtomicU64::new(0),
-        handle,
-        name,
     })
+}
+
+fn builtin_player(arg: &str) -> Error {
+    Error::msg(format!(
+        "'{arg}' is a built-in player of `clemhost run`, not a model; serve a registry model instead"
+    ))
 }
 
 /// One served name: its entry, and the model once it is open.
@@ -126,7 +104,11 @@ pub struct Slot {
     pub backend: String,
     /// Where the backend's plugin was found.
     pub plugin_path: PathBuf,
-    spec: Map<String, Value>,
+    /// What [`runner::open_models`] is asked to open (the `-m` argument, or
+    /// the entry's name).
+    selector: String,
+    registry: Arc<Registry>,
+    stop: StopToken,
     opened: Arc<OnceCell<Arc<ServedModel>>>,
     opening: tokio::sync::Mutex<()>,
 }
@@ -147,17 +129,18 @@ impl Slot {
         if let Some(m) = self.opened.get() {
             return Ok(m.clone());
         }
-        let (global, limits, spec, backend) = (
+        let (global, limits, selector, registry, stop) = (
             global.clone(),
             limits.clone(),
-            self.spec.clone(),
-            self.backend.clone(),
+            self.selector.clone(),
+            self.registry.clone(),
+            self.stop.clone(),
         );
         let cell = self.opened.clone();
         // The thread keeps the model even when the request that asked for
         // it is gone, so a slow load is not thrown away.
         tokio::task::spawn_blocking(move || {
-            let model = Arc::new(open_model(&global, &spec, &backend, &limits)?);
+            let model = Arc::new(open_served(&registry, &global, &selector, &limits, &stop)?);
             let _ = cell.set(model.clone());
             Ok(model)
         })
@@ -171,14 +154,16 @@ pub struct ModelTable {
     slots: BTreeMap<String, Slot>,
     /// In the order of the startup line.
     order: Vec<String>,
-    registry: Registry,
+    registry: Arc<Registry>,
+    /// The stop token every served model is opened with.
+    stop: StopToken,
 }
 
 impl ModelTable {
     /// The served names and their entries: the `-m` arguments, or (without
     /// any) every registry entry whose backend's plugin is installed.
     pub fn plan(global: &GlobalArgs, models: &[String]) -> Result<ModelTable> {
-        let registry = Registry::load(global)?;
+        let registry = Arc::new(Registry::load(global)?);
         let installed: BTreeMap<String, PathBuf> = crate::plugins::discover(global)
             .into_iter()
             .map(|c| (c.backend, c.path))
@@ -187,32 +172,25 @@ impl ModelTable {
             slots: BTreeMap::new(),
             order: Vec::new(),
             registry,
+            stop: StopToken::new(),
         };
-        let queries: Vec<(String, Map<String, Value>)> = if models.is_empty() {
+        let selectors: Vec<String> = if models.is_empty() {
             table
                 .registry
                 .entries()
                 .iter()
                 .filter(|e| installed.contains_key(e.backend()))
-                .map(|e| {
-                    (
-                        e.model_name().to_string(),
-                        crate::registry::name_query(e.model_name()),
-                    )
-                })
+                .map(|e| e.model_name().to_string())
                 .collect()
         } else {
-            models
-                .iter()
-                .map(|m| (m.clone(), crate::registry::parse_model_arg(m)))
-                .collect()
+            models.to_vec()
         };
-        for (arg, query) in queries {
-            let resolved = table.registry.resolve(&query)?;
+        for arg in selectors {
+            let resolved = table
+                .registry
+                .resolve(&crate::registry::parse_model_arg(&arg))?;
             if resolved.is_builtin() {
-                return Err(Error::msg(format!(
-                    "'{arg}' is a built-in player of `clemhost run`, not a model; serve a registry model instead"
-                )));
+                return Err(builtin_player(&arg));
             }
             let name = resolved.model_name().to_string();
             if table.slots.contains_key(&name) {
@@ -221,7 +199,7 @@ impl ModelTable {
             let backend = resolved.backend().to_string();
             let plugin_path = match installed.get(&backend) {
                 Some(p) => p.clone(),
-                // Not installed: open_model says where it looked.
+                // Not installed: opening it says where it looked.
                 None => PathBuf::new(),
             };
             table.order.push(name.clone());
@@ -231,7 +209,9 @@ impl ModelTable {
                     name,
                     backend,
                     plugin_path,
-                    spec: resolved.spec,
+                    selector: arg,
+                    registry: table.registry.clone(),
+                    stop: table.stop.clone(),
                     opened: Arc::new(OnceCell::new()),
                     opening: tokio::sync::Mutex::new(()),
                 },
@@ -250,7 +230,13 @@ impl ModelTable {
     /// the server before it listens).
     pub fn open_all(&self, global: &GlobalArgs, limits: &Limits) -> Result<()> {
         for slot in self.slots() {
-            let model = Arc::new(open_model(global, &slot.spec, &slot.backend, limits)?);
+            let model = Arc::new(open_served(
+                &self.registry,
+                global,
+                &slot.selector,
+                limits,
+                &self.stop,
+            )?);
             let _ = slot.opened.set(model);
         }
         Ok(())
@@ -370,7 +356,7 @@ impl ServedModel {
             let clock = std::time::Instant::now();
             let call = {
                 let (handle, request, cancel) =
-                    (self.handle.clone(), request.clone(), cancel.clone());
+                    (self.model.handle().clone(), request.clone(), cancel.clone());
                 tokio::task::spawn_blocking(move || {
                     let result = handle.generate(&request, &cancel);
                     // The slot is freed when the plugin returns, not when the
@@ -397,7 +383,7 @@ impl ServedModel {
                 Ok(g) => {
                     let recorded_response = crate::runner::call::recorded_response(
                         g.response.clone(),
-                        self.decorate,
+                        self.model.decorates(),
                         &start,
                         took,
                         &g.text,
@@ -410,9 +396,17 @@ impl ServedModel {
                     });
                 }
                 Err(e) => {
-                    let delay = options
+                    let delay = match options
                         .retry
-                        .delay(attempt, e.retry_after_ms.map(Duration::from_millis));
+                        .delay(attempt, e.retry_after_ms.map(Duration::from_millis))
+                    {
+                        Ok(d) => d,
+                        Err(asked) => {
+                            return Err(CallError::Backend(
+                                crate::runner::call::retry_after_refused(&e, asked, &options.retry),
+                            ))
+                        }
+                    };
                     let retry = e.kind.is_retryable()
                         && attempt < options.retry.tries
                         && Instant::now() + delay < deadline;

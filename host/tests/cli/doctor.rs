@@ -7,12 +7,8 @@ use crate::util::*;
 
 fn echo_env() -> TestEnv {
     let env = TestEnv::new();
-    std::fs::create_dir_all(env.path().join("plugins")).unwrap();
-    std::fs::copy(
-        built_plugin("echo"),
-        env.path().join("plugins/libecho_api.so"),
-    )
-    .unwrap();
+    // The echo plugin is installed next to the clemhost binary under test.
+    assert!(built_plugin("echo").exists());
     env.write(
         "model_registry.json",
         r#"[{"model_name": "leaky", "backend": "echo", "model_config": {"reply": "GREET: Hello {name}, welcome!<|eot_id|>"}},
@@ -121,4 +117,25 @@ fn smollm2_entry_from_check_hf_passes_doctor() {
     assert_eq!(j["passed"], true, "{j:#}");
     assert_eq!(verdict(&j, "generation prompt")["verdict"], "pass");
     assert_eq!(verdict(&j, "starts with the prompt")["verdict"], "pass");
+}
+
+/// The episode is played in this process, so the global options reach it:
+/// `-v` shows the run's own log lines, and `-q` keeps it quiet.
+#[test]
+fn the_episode_keeps_the_global_options() {
+    let env = echo_env();
+    let out = env.run(&["-v", "doctor", "-m", "tidy", "--no-default-registry"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("playing hellogame with 1 episode(s) at once"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["-q", "doctor", "-m", "tidy", "--no-default-registry"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("playing hellogame"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -5,6 +5,7 @@ mod util;
 
 mod check_hf;
 mod doctor;
+mod hostile;
 mod keys;
 mod plugins;
 mod registry;

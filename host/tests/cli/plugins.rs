@@ -8,10 +8,16 @@ fn copy_plugin(name: &str, dir: &Path) {
     std::fs::copy(built_plugin(name), dir.join(format!("lib{name}_api.so"))).unwrap();
 }
 
+/// `plugins list --json`, allowed to open the files of ./plugins.
 fn list_json(env: &TestEnv, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["plugins", "list", "--json"];
     args.extend_from_slice(extra);
-    let out = env.run(&args);
+    let out = env
+        .cmd()
+        .args(&args)
+        .env("CLEMHOST_ALLOW_CWD_PLUGINS", "1")
+        .output()
+        .expect("clemhost runs");
     assert!(
         out.status.success(),
         "plugins list failed: {}",
@@ -70,7 +76,12 @@ fn workspace_plugins_are_listed_ok_and_broken_files_get_one_line_reasons() {
     }
 
     // The table says the same, in one line per plugin.
-    let out = env.run(&["plugins", "list"]);
+    let out = env
+        .cmd()
+        .args(["plugins", "list"])
+        .env("CLEMHOST_ALLOW_CWD_PLUGINS", "1")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let table = stdout(&out);
     let line = table
@@ -90,6 +101,7 @@ fn a_plugin_that_panics_while_loading_does_not_take_the_listing_down() {
         .cmd()
         .args(["plugins", "list", "--json"])
         .env("CLEMHOST_MISBEHAVE_MANIFEST", "panic")
+        .env("CLEMHOST_ALLOW_CWD_PLUGINS", "1")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -248,4 +260,75 @@ fn a_scaffolded_plugin_builds_on_its_own_and_is_picked_up() {
     )
     .expect("the plugin's calls are recorded");
     assert!(requests.contains("my-model"), "{requests}");
+}
+
+/// Issue 12, item 10: files in ./plugins (which may come with a cloned
+/// repository) are not opened by the listings, and one that shadows an
+/// installed plugin is refused by `run`, each saying how to allow it.
+#[test]
+fn plugins_in_the_working_directory_are_not_run_unless_allowed() {
+    let env = TestEnv::new();
+    let dir = env.path().join("plugins");
+    copy_plugin("misbehave", &dir);
+    copy_plugin("echo", &dir);
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "e", "backend": "echo", "model_config": {"reply": "GREET: hi"}}]"#,
+    );
+    // The manifest of misbehave panics when asked: a listing that opened it would say so.
+    let out = env
+        .cmd()
+        .args(["plugins", "list", "--json"])
+        .env("CLEMHOST_MISBEHAVE_MANIFEST", "panic")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for name in ["misbehave", "echo"] {
+        let status = row(&json, name, &dir)["status"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            status.starts_with("not opened") && status.contains("CLEMHOST_ALLOW_CWD_PLUGINS=1"),
+            "{name}: {status}"
+        );
+    }
+    // The installed echo (next to the binary) is still listed and read.
+    let installed = row(&json, "echo", &plugin_build_dir());
+    assert_eq!(installed["status"], "ok");
+
+    // run: the ./plugins echo shadows the installed one and is refused.
+    let out = env.run(&["run", "-g", "hellogame", "-m", "e", "-e", "greet_en"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing plugin") && err.contains("shadows the installed"),
+        "{err}"
+    );
+    assert!(err.contains("CLEMHOST_ALLOW_CWD_PLUGINS=1"), "{err}");
+    assert!(!env.path().join("results").exists(), "nothing played");
+    // Asked for, it is used.
+    let out = env
+        .cmd()
+        .args(["run", "-g", "hellogame", "-m", "e", "-e", "greet_en"])
+        .env("CLEMHOST_ALLOW_CWD_PLUGINS", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // So is naming the directory.
+    let out = env.run(&[
+        "--plugin-dir",
+        "plugins",
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "e",
+        "-e",
+        "greet_en",
+        "-r",
+        "again",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

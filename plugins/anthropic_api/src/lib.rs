@@ -15,8 +15,8 @@
 
 use clemhost_plugin_sdk::serde_json::{json, Map, Value};
 use clemhost_plugin_sdk::{
-    Backend, BackendError, BackendInfo, Ctx, GenArgs, GenerateRequest, Generation, ModelConfig,
-    Usage,
+    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenArgs, GenerateRequest, Generation,
+    ModelConfig, Usage,
 };
 use clemhost_remote_common::chat_completions::extra_body;
 use clemhost_remote_common::error::invalid_json_response;
@@ -151,7 +151,11 @@ impl Backend for Anthropic {
         BackendInfo {
             backends: vec![KEY_NAME.to_string()],
             description: "Anthropic Messages API (remote)".to_string(),
-            capabilities: remote_capabilities(KEY_NAME, true, 32),
+            capabilities: Capabilities {
+                // Stand in for the section's api_key when key.json lacks one.
+                key_env: ["ANTHROPIC_API_KEY"].map(String::from).to_vec(),
+                ..remote_capabilities(KEY_NAME, true, 32)
+            },
         }
     }
 

@@ -91,6 +91,9 @@ impl Backend for HuggingfaceLocal {
                 remote: false,
                 key_name: Some("huggingface".into()),
                 requires_key: false,
+                key_env: vec!["HF_TOKEN".into()],
+                key_required_flag: Some("requires_api_key".into()),
+                ..Capabilities::default()
             },
         }
     }

@@ -146,6 +146,12 @@ impl Backend for LlamaCpp {
                 remote: false,
                 key_name: Some("huggingface".into()),
                 requires_key: false,
+                key_env: vec!["HF_TOKEN".into()],
+                key_required_flag: Some("requires_api_key".into()),
+                // clemcore's llamacpp backend records its response without
+                // `clem_player`.
+                raw_response_as_is: true,
+                ..Capabilities::default()
             },
         }
     }

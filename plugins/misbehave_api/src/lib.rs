@@ -9,7 +9,7 @@
 //! | `bad_json` | returns bytes that are not JSON as a successful answer |
 //! | `slow` | sleeps `model_config.sleep_ms` (default 5000) ignoring the deadline and cancel flag |
 //! | `huge` | answers with 10 MB of text |
-//! | `error` | returns an error of kind `model_config.error_kind` (default `unavailable`) |
+//! | `error` | returns an error of kind `model_config.error_kind` (default `unavailable`), asking to retry after `model_config.retry_after_ms` (default 10) |
 //!
 //! Setting the environment variable `CLEMHOST_MISBEHAVE_MANIFEST=panic`
 //! makes it panic while the host reads its manifest (a broken plugin file).
@@ -33,6 +33,7 @@ pub struct Misbehave {
     mode: String,
     sleep: Duration,
     error_kind: ErrorKind,
+    retry_after_ms: u64,
 }
 
 impl Backend for Misbehave {
@@ -66,10 +67,15 @@ impl Backend for Misbehave {
             Some(v) => serde_json::from_value(v.clone()).unwrap_or(ErrorKind::Unknown),
             None => ErrorKind::Unavailable,
         };
+        let retry_after_ms = mc
+            .get("retry_after_ms")
+            .and_then(Value::as_u64)
+            .unwrap_or(10);
         Ok(Misbehave {
             mode,
             sleep,
             error_kind,
+            retry_after_ms,
         })
     }
 
@@ -90,7 +96,7 @@ impl Backend for Misbehave {
             "error" => {
                 return Err(
                     BackendError::new(self.error_kind, "misbehave: asked to fail")
-                        .with_retry_after_ms(10),
+                        .with_retry_after_ms(self.retry_after_ms),
                 )
             }
             _ => last,

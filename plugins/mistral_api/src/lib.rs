@@ -11,7 +11,7 @@
 //!   from its text chunks.
 
 use clemhost_plugin_sdk::{
-    Backend, BackendError, BackendInfo, Ctx, GenerateRequest, Generation, ModelConfig,
+    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenerateRequest, Generation, ModelConfig,
 };
 use clemhost_remote_common::{
     model_id, remote_capabilities, ChatCompletions, Endpoint, Header, HttpClient, NullContent,
@@ -31,7 +31,11 @@ impl Backend for Mistral {
         BackendInfo {
             backends: vec![KEY_NAME.to_string()],
             description: "Mistral chat completions API (remote)".to_string(),
-            capabilities: remote_capabilities(KEY_NAME, true, 32),
+            capabilities: Capabilities {
+                // Stand in for the section's api_key when key.json lacks one.
+                key_env: ["MISTRAL_API_KEY"].map(String::from).to_vec(),
+                ..remote_capabilities(KEY_NAME, true, 32)
+            },
         }
     }
 

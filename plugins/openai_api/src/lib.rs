@@ -14,7 +14,7 @@
 //!   `choices[0].message.content`, stripped.
 
 use clemhost_plugin_sdk::{
-    Backend, BackendError, BackendInfo, Ctx, GenerateRequest, Generation, ModelConfig,
+    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenerateRequest, Generation, ModelConfig,
 };
 use clemhost_remote_common::{
     model_id, remote_capabilities, ChatCompletions, Endpoint, Header, HttpClient, NullContent,
@@ -34,7 +34,14 @@ impl Backend for OpenAi {
         BackendInfo {
             backends: vec![KEY_NAME.to_string()],
             description: "OpenAI chat completions API (remote)".to_string(),
-            capabilities: remote_capabilities(KEY_NAME, true, 32),
+            capabilities: Capabilities {
+                // Stand in for the section's api_key when key.json lacks one.
+                key_env: ["OPENAI_API_KEY"].map(String::from).to_vec(),
+                key_env_fields: [("organisation", "OPENAI_ORG_ID")]
+                    .map(|(f, v)| (f.to_string(), v.to_string()))
+                    .to_vec(),
+                ..remote_capabilities(KEY_NAME, true, 32)
+            },
         }
     }
 

@@ -14,7 +14,7 @@
 
 use clemhost_plugin_sdk::serde_json::{json, Map, Value};
 use clemhost_plugin_sdk::{
-    Backend, BackendError, BackendInfo, Ctx, GenerateRequest, Generation, ModelConfig,
+    Backend, BackendError, BackendInfo, Capabilities, Ctx, GenerateRequest, Generation, ModelConfig,
 };
 use clemhost_remote_common::{
     model_id, remote_capabilities, ChatCompletions, Endpoint, Header, HttpClient, NullContent,
@@ -41,7 +41,11 @@ impl Backend for OpenRouter {
         BackendInfo {
             backends: vec![KEY_NAME.to_string()],
             description: "OpenRouter chat completions API (remote)".to_string(),
-            capabilities: remote_capabilities(KEY_NAME, true, 32),
+            capabilities: Capabilities {
+                // Stand in for the section's api_key when key.json lacks one.
+                key_env: ["OPENROUTER_API_KEY"].map(String::from).to_vec(),
+                ..remote_capabilities(KEY_NAME, true, 32)
+            },
         }
     }
 

@@ -21,8 +21,9 @@ pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Endpoint {
     /// The provider's name for messages (e.g. `OpenAI`).
     pub provider: &'static str,
-    /// The key.json section, for messages (e.g. `openai`).
-    pub key_name: &'static str,
+    /// The key.json section, for messages (e.g. `openai`, or the one the
+    /// registry entry names with `"key_name"`).
+    pub key_name: String,
     /// The API key, if the key section has one.
     api_key: Option<String>,
     /// The URL that request paths are appended to, without a trailing slash.
@@ -66,7 +67,9 @@ impl Endpoint {
     /// [`INSECURE_FIELD`] and [`CA_CERT_FIELD`] from the model's configuration.
     ///
     /// With `require_key`, a missing `api_key` is an `auth` error naming the
-    /// key.json section (the key itself is never printed).
+    /// key.json section (the key itself is never printed). The section is
+    /// `key_name` unless the registry entry names another one with a
+    /// top-level `"key_name"`.
     pub fn from_config(
         config: &ModelConfig,
         provider: &'static str,
@@ -74,6 +77,11 @@ impl Endpoint {
         default_base_url: Option<&str>,
         require_key: bool,
     ) -> Result<Endpoint, BackendError> {
+        let key_name = config
+            .spec
+            .get("key_name")
+            .and_then(Value::as_str)
+            .unwrap_or(key_name);
         let api_key = config.credential("api_key").map(str::to_string);
         if require_key && api_key.is_none() {
             let why = if config.credentials.is_none() {
@@ -98,8 +106,10 @@ impl Endpoint {
             }
         };
         if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            // Never the value: a key pasted into the wrong field would be repeated.
             return Err(BackendError::invalid_request(format!(
-                "`base_url` in the `{key_name}` section of key.json must start with http:// or https://, found {base_url:?}"
+                "`base_url` in the `{key_name}` section of key.json must start with http:// or https://; it holds {} characters that do not (not shown, in case a key was pasted there)",
+                base_url.chars().count()
             )));
         }
         let ca_cert = config
@@ -113,7 +123,7 @@ impl Endpoint {
             .map(str::to_string);
         Ok(Endpoint {
             provider,
-            key_name,
+            key_name: key_name.to_string(),
             api_key,
             base_url,
             verify_tls: !flag(config, INSECURE_FIELD)?,
@@ -209,7 +219,7 @@ impl HttpClient {
             log::warn!(
                 "TLS certificate verification is OFF for {} ({}), as `{INSECURE_FIELD}` asks",
                 endpoint.provider,
-                endpoint.base_url
+                clemhost_plugin_sdk::redact::redact(&endpoint.base_url)
             );
             builder = builder.danger_accept_invalid_certs(true);
         }
@@ -401,6 +411,31 @@ mod tests {
         )
         .unwrap();
         assert!(!off_in_entry.verify_tls);
+    }
+
+    #[test]
+    fn a_key_pasted_into_base_url_is_not_repeated() {
+        let err = Endpoint::from_config(
+            &config(
+                json!({"base_url": "sk-proj-PASTED-into-base-url"}),
+                json!({}),
+            ),
+            "P",
+            "p",
+            None,
+            false,
+        )
+        .unwrap_err();
+        assert!(err.message.contains("must start with http://"), "{err}");
+        assert!(!err.message.contains("PASTED"), "{err}");
+    }
+
+    #[test]
+    fn an_entry_may_name_its_key_section() {
+        let mut c = config(json!({}), json!({}));
+        c.spec.insert("key_name".into(), json!("vllm_node_2"));
+        let err = Endpoint::from_config(&c, "P", "openai_compatible", None, true).unwrap_err();
+        assert!(err.message.contains("`vllm_node_2`"), "{err}");
     }
 
     #[test]

@@ -18,9 +18,11 @@ use std::time::SystemTime;
 /// The most characters of a response body quoted in an error.
 pub const EXCERPT_CHARS: usize = 300;
 
-/// The start of a body, as lossy UTF-8, cut at [`EXCERPT_CHARS`] characters.
+/// The start of a body, as lossy UTF-8, with credentials redacted (a server
+/// may echo the request's headers), cut at [`EXCERPT_CHARS`] characters.
 pub fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+    let lossy = String::from_utf8_lossy(body);
+    let text = clemhost_plugin_sdk::redact::redact(&lossy);
     let mut out: String = text.chars().take(EXCERPT_CHARS).collect();
     if text.chars().nth(EXCERPT_CHARS).is_some() {
         out.push('…');
@@ -201,6 +203,15 @@ mod tests {
         let e = status_error("p", 429, Some("2"), b"slow down");
         assert_eq!(e.retry_after_ms, Some(2000));
         assert!(e.message.contains("slow down"));
+    }
+
+    #[test]
+    fn a_body_echoing_the_request_headers_loses_the_credentials() {
+        let body = br#"{"error": "bad request", "echo": {"authorization": "Bearer sk-echoed-SECRET-123"}}"#;
+        let e = status_error("p", 400, None, body);
+        let all = format!("{} {}", e.message, e.details.clone().unwrap_or_default());
+        assert!(!all.contains("sk-echoed-SECRET-123"), "{all}");
+        assert!(all.contains("Bearer ***"), "{all}");
     }
 
     #[test]

@@ -72,7 +72,9 @@ pub use messages::ensure_alternating_roles;
 pub use model::{has_flag, model_id, Answer, ImageMode, Provider, RemoteModel, Turn};
 
 /// The capabilities every remote plugin declares: concurrent calls on one
-/// model, up to `max_concurrency` at once, a key section `key_name`.
+/// model, up to `max_concurrency` at once, a key section `key_name`. A
+/// plugin adds its environment fallbacks
+/// (`Capabilities { key_env: ..., ..remote_capabilities(...) }`).
 pub fn remote_capabilities(
     key_name: &str,
     requires_key: bool,
@@ -85,5 +87,6 @@ pub fn remote_capabilities(
         remote: true,
         key_name: Some(key_name.to_string()),
         requires_key,
+        ..Default::default()
     }
 }

@@ -1,6 +1,14 @@
 //! Results on disk, in clemcore 3.7's layout and schemas.
 //!
 //! The principal pieces:
+//! - [`schema`]: one typed record per file (`run.json`, `experiment.json`,
+//!   `interactions.json`, `*.requests.json`, `completed.json`, `error.json`,
+//!   `scores.json`). Games and the runner build records; this module writes them.
+//! - [`RunFolder`] and [`EpisodeFolder`]: the run folder, held under a
+//!   [`lock::RunLock`] while a run writes into it, and one episode's files
+//!   (what counts as finished, what a replay clears).
+//! - [`names`]: the checks and the escaping that keep game, experiment and
+//!   model names one path component each.
 //! - [`ResultsLayout`]: where each file of a run goes
 //!   (`<results>/<run dir>/<game>/<experiment>/instance_00000/...`).
 //! - [`write_json`]: every file is written as Python's `json.dump(indent=2,
@@ -15,6 +23,12 @@
 //! hold NaN, so scorers put [`NAN_MARKER`] where a NaN belongs and
 //! [`to_python_json`] turns it into the bare token.
 
+pub mod lock;
+pub mod names;
+pub mod schema;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 use sha1::Digest;
 use std::io::Write;
@@ -58,6 +72,20 @@ pub enum ResultsError {
         /// What serde_json said.
         message: String,
     },
+    /// A file is JSON but not in clemcore's schema.
+    #[error("{path}: not in clemcore's schema ({message}); delete the file or run again")]
+    Schema {
+        /// The file.
+        path: PathBuf,
+        /// What does not fit.
+        message: String,
+    },
+    /// Another run holds the run folder.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
+    /// The recorded settings differ from this run's (`--resume`).
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// Renders a value as Python's `json.dumps(value, indent=2, ensure_ascii=False)`.
@@ -146,20 +174,66 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ResultsError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "file".into());
-    // Hidden and unique per process and call, so concurrent writers never collide
-    // and readers that glob for *.json never see it.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{file_name}.{}.{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+    // Hidden (readers that glob for *.json never see it), named after this
+    // process (a replay removes only its own, see `is_own_temp_file`) and
+    // random; created with O_EXCL, so a planted file or symlink at the name
+    // is never followed or overwritten.
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let tmp = dir.join(format!(
+            ".{file_name}.{}.{:016x}.tmp",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+        {
+            Ok(f) => break (tmp, f),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 8 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(err(e)),
+        }
+    };
+    let result = file.write_all(bytes).and_then(|()| {
+        drop(file);
         std::fs::rename(&tmp, path)
-    })();
+    });
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result.map_err(err)
+}
+
+/// Whether `file_name` is a temp file that this process's [`write_atomic`]
+/// creates (`.<name>.<pid>.<random>.tmp`).
+pub fn is_own_temp_file(file_name: &str) -> bool {
+    let Some(rest) = file_name
+        .strip_prefix('.')
+        .and_then(|r| r.strip_suffix(".tmp"))
+    else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '.');
+    let (_random, pid) = (parts.next(), parts.next());
+    pid == Some(std::process::id().to_string().as_str())
+}
+
+/// Writes a record (see [`schema`]) as clemcore would, atomically.
+pub fn write_record<T: Serialize>(path: &Path, record: &T) -> Result<(), ResultsError> {
+    let value = serde_json::to_value(record).expect("results records serialise to JSON");
+    write_json(path, &value)
+}
+
+/// Reads a record, naming the file and what does not fit on errors.
+pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T, ResultsError> {
+    let value = read_json(path)?;
+    serde_json::from_value(value).map_err(|e| ResultsError::Schema {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 /// Reads a JSON file (accepting Python's bare `NaN`), naming the file and
@@ -308,8 +382,16 @@ pub mod files {
 }
 
 /// Every episode directory under `dir` (directories that hold an
-/// `interactions.json`), sorted by path.
+/// `interactions.json`), sorted by path. See [`dirs_holding`].
 pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
+    dirs_holding(dir, files::INTERACTIONS)
+}
+
+/// Every directory under `dir` (itself included) that holds a regular file
+/// called `file_name`, sorted by path. Symbolic links are not followed, so
+/// a link loop in the tree (`ln -s . self`) neither repeats directories nor
+/// hangs the walk; every walk over a results tree goes through here.
+pub fn dirs_holding(dir: &Path, file_name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -317,16 +399,158 @@ pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
             continue;
         };
         for entry in entries.flatten() {
-            let p = entry.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == files::INTERACTIONS) {
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() && entry.file_name() == file_name {
                 out.push(d.clone());
             }
         }
     }
     out.sort();
     out
+}
+
+/// A run folder (`<results>/<models>/`), locked for this process while the
+/// value lives (see [`lock`]).
+#[derive(Debug)]
+pub struct RunFolder {
+    layout: ResultsLayout,
+    _lock: lock::RunLock,
+}
+
+impl RunFolder {
+    /// Creates the folder if needed and locks it; fails at once when another
+    /// run holds it.
+    pub fn open(results_dir: &Path, run_dir_name: &str) -> Result<RunFolder, ResultsError> {
+        let layout = ResultsLayout::new(results_dir, run_dir_name);
+        std::fs::create_dir_all(&layout.run_dir).map_err(|source| ResultsError::Write {
+            path: layout.run_dir.clone(),
+            source,
+        })?;
+        let lock = lock::RunLock::try_acquire(&layout.run_dir)?;
+        Ok(RunFolder {
+            layout,
+            _lock: lock,
+        })
+    }
+
+    /// Where the files go.
+    pub fn layout(&self) -> &ResultsLayout {
+        &self.layout
+    }
+
+    /// `run.json` as recorded, if it exists and parses.
+    pub fn read_run(&self) -> Option<schema::RunRecord> {
+        let path = self.layout.run_file();
+        if !path.exists() {
+            return None;
+        }
+        match read_record(&path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!("{e}; it is written anew");
+                None
+            }
+        }
+    }
+
+    /// Writes `run.json` (under this folder's lock).
+    pub fn write_run(&self, record: &schema::RunRecord) -> Result<(), ResultsError> {
+        write_record(&self.layout.run_file(), record)
+    }
+
+    /// One episode's folder.
+    pub fn episode(&self, game: &str, experiment: &str, game_id: u64) -> EpisodeFolder {
+        EpisodeFolder {
+            dir: self.layout.episode_dir(game, experiment, game_id),
+        }
+    }
+}
+
+/// One episode's folder (`.../<experiment>/instance_00000/`).
+#[derive(Clone, Debug)]
+pub struct EpisodeFolder {
+    /// The folder.
+    pub dir: PathBuf,
+}
+
+impl EpisodeFolder {
+    /// Whether the episode finished earlier: `completed.json`,
+    /// `interactions.json` and `instance.json` exist and parse as their
+    /// records. An empty or truncated file means the episode is played again.
+    pub fn is_complete(&self) -> bool {
+        read_record::<schema::CompletedRecord>(&self.dir.join(files::COMPLETED)).is_ok()
+            && read_record::<schema::InteractionsRecord>(&self.dir.join(files::INTERACTIONS))
+                .is_ok()
+            && read_json(&self.dir.join(files::INSTANCE)).is_ok()
+    }
+
+    /// Removes what an earlier attempt of this episode wrote (and this
+    /// process's own temp files; other processes' are left alone).
+    pub fn clear(&self) -> Result<(), ResultsError> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Ok(());
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = name == files::INTERACTIONS
+                || name == files::COMPLETED
+                || name == files::ERROR
+                || name == files::SCORES
+                || name == files::TRANSCRIPT
+                || name.ends_with(".requests.json")
+                || name == "requests.json"
+                || is_own_temp_file(&name);
+            if stale {
+                let p = entry.path();
+                std::fs::remove_file(&p)
+                    .map_err(|source| ResultsError::Write { path: p, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `instance.json`.
+    pub fn write_instance(
+        &self,
+        instance: &serde_json::Map<String, Value>,
+    ) -> Result<(), ResultsError> {
+        write_record(&self.dir.join(files::INSTANCE), instance)
+    }
+
+    /// A finished episode: interactions, the requests files, then
+    /// `completed.json` last (so it is there only when the rest is).
+    pub fn write_finished(
+        &self,
+        interactions: &schema::InteractionsRecord,
+        requests: &[(String, schema::RequestsRecord)],
+    ) -> Result<(), ResultsError> {
+        write_record(&self.dir.join(files::INTERACTIONS), interactions)?;
+        for (name, record) in requests {
+            write_record(&self.dir.join(name), record)?;
+        }
+        write_record(
+            &self.dir.join(files::COMPLETED),
+            &schema::CompletedRecord {
+                timestamp: Timestamp::now().iso(),
+            },
+        )
+    }
+
+    /// A failed episode: the requests files recorded so far, then `error.json`.
+    pub fn write_failed(
+        &self,
+        requests: &[(String, schema::RequestsRecord)],
+        error: &schema::ErrorRecord,
+    ) -> Result<(), ResultsError> {
+        for (name, record) in requests {
+            write_record(&self.dir.join(name), record)?;
+        }
+        write_record(&self.dir.join(files::ERROR), error)
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +614,33 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["y.json".to_string()]);
         assert_eq!(read_json(&p).expect("read"), json!({"k": 1}));
+    }
+
+    #[test]
+    fn only_this_process_temp_files_count_as_its_own() {
+        let pid = std::process::id();
+        assert!(is_own_temp_file(&format!(
+            ".interactions.json.{pid}.00ab.tmp"
+        )));
+        assert!(!is_own_temp_file(&format!(
+            ".interactions.json.{}.00ab.tmp",
+            pid + 1
+        )));
+        assert!(!is_own_temp_file("interactions.json"));
+        assert!(!is_own_temp_file(&format!(".x.{pid}.tmp.bak")));
+    }
+
+    #[test]
+    fn a_link_planted_at_the_target_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, "keep").expect("victim");
+        let target = dir.path().join("completed.json");
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&victim, &target).expect("plant");
+        write_json(&target, &json!({"k": 1})).expect("write");
+        assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep");
+        assert_eq!(read_json(&target).expect("read"), json!({"k": 1}));
     }
 
     #[test]

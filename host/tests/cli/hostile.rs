@@ -1,0 +1,470 @@
+//! Hostile or careless input to `run`, `score` and `eval` (issue 12): names
+//! that would become paths, two writers on one tree, what `--resume` trusts,
+//! numbers at the edges, empty inputs and terminal escapes.
+
+use crate::util::{built_plugin, plugin_build_dir, stderr, stdout, TestEnv};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn read(p: &Path) -> Value {
+    let text = std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", p.display()))
+}
+
+fn plugins() -> String {
+    built_plugin("echo");
+    built_plugin("misbehave");
+    plugin_build_dir().display().to_string()
+}
+
+/// Every path under `dir` (files and folders), relative.
+fn all_paths(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(dir).expect("under dir").to_path_buf());
+            if e.file_type().expect("type").is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn summary(out: &std::process::Output, row: &str) -> u64 {
+    stdout(out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(row).map(|r| r.trim().to_string()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no '{row}' row in:\n{}", stdout(out)))
+}
+
+const ONE_INSTANCE: &str = r#"[{"game_id": 0, "prompt": "Greet $NAME$", "target_name": "X"}]"#;
+
+#[test]
+fn experiment_names_that_are_not_one_folder_are_refused_before_anything_is_written() {
+    let env = TestEnv::new();
+    for name in ["../../escaped", "/abs/victim", "a/b", ".", ""] {
+        env.write(
+            "inst.json",
+            &format!(
+                r#"{{"experiments": [{{"name": "{name}", "game_instances": {ONE_INSTANCE}}}]}}"#
+            ),
+        );
+        let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "-i", "inst.json"]);
+        assert_eq!(out.status.code(), Some(1), "{name:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("inst.json: experiments[0].name") && err.contains("it must"),
+            "{name:?}: {err}"
+        );
+        assert!(
+            !env.path().join("results").exists(),
+            "{name:?} wrote results"
+        );
+    }
+    assert_eq!(
+        all_paths(env.path()),
+        [PathBuf::from("home"), PathBuf::from("inst.json")]
+    );
+}
+
+#[test]
+fn two_experiments_with_one_name_are_refused() {
+    let env = TestEnv::new();
+    env.write(
+        "inst.json",
+        &format!(
+            r#"{{"experiments": [{{"name": "e", "game_instances": {ONE_INSTANCE}}}, {{"name": "e", "game_instances": {ONE_INSTANCE}}}]}}"#
+        ),
+    );
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "-i", "inst.json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("both named \"e\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path().join("results").exists());
+}
+
+#[test]
+fn model_names_with_separators_become_one_escaped_folder_inside_the_results() {
+    let dir = plugins();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "org/name", "backend": "echo"},
+            {"model_name": "../../up", "backend": "echo"},
+            {"model_name": "..", "backend": "echo"}]"#,
+    );
+    env.write(
+        "inst.json",
+        &format!(r#"{{"experiments": [{{"name": "e", "game_instances": {ONE_INSTANCE}}}]}}"#),
+    );
+    for (model, folder) in [
+        ("org/name", "org%2Fname"),
+        ("../../up", "..%2F..%2Fup"),
+        ("..", "%2E%2E"),
+    ] {
+        let out = env.run(&[
+            "--plugin-dir",
+            &dir,
+            "--no-default-registry",
+            "run",
+            "-g",
+            "hellogame",
+            "-m",
+            model,
+            "-i",
+            "inst.json",
+        ]);
+        assert!(out.status.success(), "{model}: {}", stderr(&out));
+        let ep = env
+            .path()
+            .join("results")
+            .join(folder)
+            .join("hellogame/e/instance_00000");
+        assert!(
+            ep.join("completed.json").is_file(),
+            "{model}: {:?}",
+            all_paths(env.path())
+        );
+        let meta = read(&ep.join("interactions.json"))["meta"].clone();
+        assert_eq!(meta["results_folder"], folder);
+        assert_eq!(
+            read(&ep.join("player_1.requests.json"))["meta"]["model_name"],
+            model
+        );
+    }
+    // Nothing was written next to the results folder or above it.
+    let top: Vec<PathBuf> = std::fs::read_dir(env.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| PathBuf::from(e.file_name()))
+        .collect();
+    assert_eq!(top.len(), 4, "{top:?}"); // home, model_registry.json, inst.json, results
+    assert!(!env.path().parent().expect("parent").join("up").exists());
+
+    // An empty name cannot be escaped into a folder: refused, naming the file and field.
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "", "backend": "echo"}]"#,
+    );
+    let out = env.run(&[
+        "--plugin-dir",
+        &dir,
+        "--no-default-registry",
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "",
+        "-i",
+        "inst.json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model_registry.json") && err.contains("model_name"),
+        "{err}"
+    );
+    assert!(!env.path().join("results/hellogame").exists());
+}
+
+#[test]
+fn a_second_run_into_the_same_folder_is_refused_while_the_first_runs() {
+    let dir = plugins();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "slow", "backend": "echo", "model_config": {"latency_ms": 300}}]"#,
+    );
+    let mut first = env
+        .cmd()
+        .args([
+            "--plugin-dir",
+            &dir,
+            "run",
+            "-g",
+            "hellogame",
+            "-m",
+            "slow",
+            "--parallel",
+            "1",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("clemhost starts");
+    let run_json = env.path().join("results/slow/run.json");
+    let start = std::time::Instant::now();
+    while !run_json.exists() {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the first run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = env.run(&["--plugin-dir", &dir, "run", "-g", "hellogame", "-m", "slow"]);
+    let still_running = first.try_wait().expect("status").is_none();
+    assert!(still_running, "the first run ended too soon for this test");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another clemhost run is writing into"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(first.wait().expect("reaped").success());
+    // The first run's files are whole and its run.json entry is there.
+    let run = read(&run_json);
+    assert_eq!(run["games"]["hellogame"]["num_instances"], 10);
+}
+
+#[test]
+fn a_replay_removes_only_its_own_temp_files() {
+    let env = TestEnv::new();
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    let ep = env
+        .path()
+        .join("results/mock/hellogame/greet_en/instance_00000");
+    // What another process's atomic write looks like while it is in flight.
+    let other = ep.join(".interactions.json.4194999.00000000deadbeef.tmp");
+    std::fs::write(&other, "{").expect("plant");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(other.exists(), "another process's temp file was removed");
+}
+
+#[test]
+fn resume_plays_again_episodes_whose_files_are_empty_truncated_or_missing() {
+    let env = TestEnv::new();
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    let exp = env.path().join("results/mock/hellogame/greet_en");
+    std::fs::write(exp.join("instance_00000/completed.json"), "").expect("empty");
+    let inter = exp.join("instance_00001/interactions.json");
+    let text = std::fs::read_to_string(&inter).expect("read");
+    std::fs::write(&inter, &text[..text.len() / 2]).expect("truncate");
+    std::fs::remove_file(exp.join("instance_00002/interactions.json")).expect("remove");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 7);
+    assert_eq!(summary(&out, "completed"), 3);
+    read(&inter); // whole again
+    read(&exp.join("instance_00000/completed.json"));
+    read(&exp.join("instance_00002/interactions.json"));
+}
+
+#[test]
+fn experiment_json_follows_a_rerun_and_resume_refuses_other_settings() {
+    let env = TestEnv::new();
+    let exp_file = env
+        .path()
+        .join("results/mock/hellogame/greet_en/experiment.json");
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "-t", "0.7"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        read(&exp_file)["player_models"]["0"]["gen_args"]["temperature"],
+        0.7
+    );
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "mock",
+        "-t",
+        "0.0",
+        "--resume",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("experiment.json") && err.contains("other settings"),
+        "{err}"
+    );
+    assert_eq!(
+        read(&exp_file)["player_models"]["0"]["gen_args"]["temperature"],
+        0.7,
+        "the refused run changed nothing"
+    );
+    // The same settings resume.
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "mock",
+        "-t",
+        "0.7",
+        "--resume",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 10);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_in_the_results_tree_neither_inflate_counts_nor_hang() {
+    let env = TestEnv::new();
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    let game = env.path().join("results/mock/hellogame");
+    std::os::unix::fs::symlink(".", game.join("self")).expect("loop 1");
+    std::os::unix::fs::symlink("..", game.join("greet_en/up")).expect("loop 2");
+    let out = env.run(&["score"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("scored 10 episode(s)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = env.run(&["eval"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let csv = std::fs::read_to_string(env.path().join("results/results.csv")).expect("csv");
+    assert_eq!(csv.lines().count(), 2, "one model only:\n{csv}");
+    let out = env.run(&["transcribe"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn timeouts_out_of_bounds_are_usage_errors_not_panics() {
+    let env = TestEnv::new();
+    for t in ["1e300", "1e19", "inf", "0"] {
+        let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--timeout", t]);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "--timeout {t}: {}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("7 days"), "{}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn tiny_request_rates_are_refused_naming_the_model_and_the_field() {
+    let dir = plugins();
+    let env = TestEnv::new();
+    for rpm in ["1e-300", "1e-17"] {
+        env.write(
+            "model_registry.json",
+            &format!(
+                r#"[{{"model_name": "slowpoke", "backend": "echo", "rate_limit": {{"requests_per_minute": {rpm}}}}}]"#
+            ),
+        );
+        let out = env.run(&[
+            "--plugin-dir",
+            &dir,
+            "run",
+            "-g",
+            "hellogame",
+            "-m",
+            "slowpoke",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{rpm}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("model_registry.json")
+                && err.contains("'slowpoke'")
+                && err.contains("rate_limit.requests_per_minute"),
+            "{err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn a_retry_after_beyond_the_cap_fails_the_call_as_rate_limited() {
+    let dir = plugins();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "busy", "backend": "misbehave",
+             "model_config": {"misbehave": "error", "error_kind": "rate_limited", "retry_after_ms": 18446744073709551615}}]"#,
+    );
+    env.write(
+        "inst.json",
+        &format!(r#"{{"experiments": [{{"name": "e", "game_instances": {ONE_INSTANCE}}}]}}"#),
+    );
+    let start = std::time::Instant::now();
+    let out = env.run(&[
+        "--plugin-dir",
+        &dir,
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "busy",
+        "-i",
+        "inst.json",
+    ]);
+    assert!(
+        start.elapsed().as_secs() < 30,
+        "the run waited for the server"
+    );
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = read(
+        &env.path()
+            .join("results/busy/hellogame/e/instance_00000/error.json"),
+    );
+    assert_eq!(err["kind"], "rate_limited");
+    let message = err["message"].as_str().expect("message");
+    assert!(
+        message.contains("asks to wait 18446744073709552 s"),
+        "{message}"
+    );
+}
+
+#[test]
+fn empty_instance_lists_are_an_error_not_a_silent_success() {
+    let env = TestEnv::new();
+    for text in [
+        r#"{"experiments": []}"#,
+        r#"{"experiments": [{"name": "e", "game_instances": []}]}"#,
+    ] {
+        env.write("inst.json", text);
+        let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "-i", "inst.json"]);
+        assert_eq!(out.status.code(), Some(1), "{text}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("inst.json has no game instances to play"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(!env.path().join("results").exists());
+    }
+}
+
+#[test]
+fn control_characters_from_input_reach_the_terminal_escaped() {
+    let env = TestEnv::new();
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "mock",
+        "-e",
+        "x\u{1b}]0;owned\u{7}\u{1b}[2J",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
+    assert!(err.contains("x\\u{1b}]0;owned\\u{7}\\u{1b}[2J"), "{err}");
+}

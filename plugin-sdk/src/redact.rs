@@ -1,0 +1,293 @@
+//! Taking credentials out of text before it is printed or written: pure
+//! functions, no I/O, used by the host and by plugins alike.
+//!
+//! [`redact`] replaces with [`MASK`]:
+//! - the password (or the whole user part without one) of a URL's user
+//!   information: `http://user:PASSWORD@host` → `http://user:***@host`;
+//! - the values of URL query parameters that carry keys (`key`, `api_key`,
+//!   `token`, `access_token`, ...);
+//! - the values of headers that carry credentials, in the shapes servers
+//!   echo them (`authorization: Bearer ...`, `"x-api-key": "..."`,
+//!   `x-goog-api-key=...`), keeping the scheme word (`Bearer ***`);
+//! - any `Bearer <token>`.
+//!
+//! ```
+//! use clemhost_plugin_sdk::redact::redact;
+//! assert_eq!(redact("http://me:hunter2@h/v1"), "http://me:***@h/v1");
+//! assert_eq!(redact(r#"{"authorization":"Bearer sk-1"}"#), r#"{"authorization":"Bearer ***"}"#);
+//! assert_eq!(redact("nothing secret"), "nothing secret");
+//! ```
+
+use std::borrow::Cow;
+
+/// What a redacted credential is replaced with.
+pub const MASK: &str = "***";
+
+/// Header names whose values are credentials (lower case).
+const SECRET_HEADERS: &[&str] = &[
+    "proxy-authorization",
+    "authorization",
+    "x-goog-api-key",
+    "x-api-key",
+    "api-key",
+    "api_key",
+    "apikey",
+    "x-auth-token",
+    "cookie",
+];
+
+/// URL query parameters whose values are credentials (lower case).
+const SECRET_PARAMS: &[&str] = &[
+    "key",
+    "api_key",
+    "apikey",
+    "api-key",
+    "token",
+    "access_token",
+    "auth",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+];
+
+/// Authorization schemes kept in front of the masked value.
+const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest"];
+
+fn ends_value(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'"' | b'\'' | b',' | b'}' | b']' | b'\\' | b'>')
+}
+
+/// Text with every credential shape above replaced by [`MASK`]; borrowed
+/// when nothing was found.
+pub fn redact(text: &str) -> Cow<'_, str> {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    let lower = text.to_ascii_lowercase();
+    url_spans(text, &mut spans);
+    header_spans(&lower, &mut spans);
+    bearer_spans(&lower, &mut spans);
+    if spans.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        if end <= at {
+            continue;
+        }
+        let start = start.max(at);
+        out.push_str(&text[at..start]);
+        out.push_str(MASK);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Cow::Owned(out)
+}
+
+/// Spans of user information and secret query values in URLs.
+fn url_spans(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let auth_start = from + found + 3;
+        let mut end = auth_start;
+        while end < bytes.len() && !ends_value(bytes[end]) {
+            end += 1;
+        }
+        let url = &text[auth_start..end];
+        let auth_len = url.find(['/', '?', '#']).unwrap_or(url.len());
+        if let Some(at) = url[..auth_len].rfind('@') {
+            let user_end = url[..at].find(':').map_or(0, |c| c + 1);
+            if at > user_end {
+                spans.push((auth_start + user_end, auth_start + at));
+            }
+        }
+        if let Some(q) = url.find('?') {
+            let query_start = auth_start + q + 1;
+            let query_end = auth_start + url[q..].find('#').map_or(url.len(), |h| q + h);
+            let mut pos = query_start;
+            for pair in text[query_start..query_end].split('&') {
+                if let Some(eq) = pair.find('=') {
+                    let name = pair[..eq].to_ascii_lowercase();
+                    if SECRET_PARAMS.contains(&name.as_str()) && eq + 1 < pair.len() {
+                        spans.push((pos + eq + 1, pos + pair.len()));
+                    }
+                }
+                pos += pair.len() + 1;
+            }
+        }
+        from = end.max(auth_start);
+    }
+}
+
+/// The end of a value starting at `start` (after an optional scheme word).
+fn value_span(lower: &str, start: usize) -> Option<(usize, usize)> {
+    let bytes = lower.as_bytes();
+    let mut s = start;
+    for scheme in SCHEMES {
+        let rest = &lower[s..];
+        if rest.starts_with(scheme)
+            && bytes
+                .get(s + scheme.len())
+                .is_some_and(|b| *b == b' ' || *b == b'\t')
+        {
+            s += scheme.len();
+            while s < bytes.len() && (bytes[s] == b' ' || bytes[s] == b'\t') {
+                s += 1;
+            }
+            break;
+        }
+    }
+    let mut e = s;
+    while e < bytes.len() && !ends_value(bytes[e]) {
+        e += 1;
+    }
+    (e > s).then_some((s, e))
+}
+
+/// Spans of header values: `name: value`, `"name": "value"`, `name=value`.
+fn header_spans(lower: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = lower.as_bytes();
+    for name in SECRET_HEADERS {
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(name) {
+            let start = from + found;
+            from = start + name.len();
+            // A whole name: not the tail or head of a longer word.
+            let before = start.checked_sub(1).map(|i| bytes[i]);
+            if before.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                continue;
+            }
+            let mut i = from;
+            if bytes.get(i).is_some_and(|b| *b == b'"' || *b == b'\'') {
+                i += 1;
+            }
+            while bytes.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+                i += 1;
+            }
+            if !bytes.get(i).is_some_and(|b| *b == b':' || *b == b'=') {
+                continue;
+            }
+            i += 1;
+            while bytes.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
+                i += 1;
+            }
+            // A JSON string value, possibly escaped inside another string.
+            while bytes.get(i).is_some_and(|b| *b == b'\\') {
+                i += 1;
+            }
+            if bytes.get(i).is_some_and(|b| *b == b'"' || *b == b'\'') {
+                i += 1;
+            }
+            if let Some(span) = value_span(lower, i) {
+                spans.push(span);
+            }
+        }
+    }
+}
+
+/// Spans of `Bearer <token>` anywhere.
+fn bearer_spans(lower: &str, spans: &mut Vec<(usize, usize)>) {
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("bearer ") {
+        let start = from + found;
+        from = start + 7;
+        if let Some(span) = value_span(lower, start) {
+            spans.push(span);
+        }
+    }
+}
+
+/// [`redact`] applied to every string (and object key's value) inside a
+/// JSON value, in place.
+pub fn redact_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if let Cow::Owned(r) = redact(s) {
+                *s = r;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact_json),
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                let lower = k.to_ascii_lowercase();
+                if SECRET_HEADERS.contains(&lower.as_str()) {
+                    if let Value::String(s) = v {
+                        let keep = value_span(&s.to_ascii_lowercase(), 0).map_or(0, |(a, _)| a);
+                        *s = format!("{}{MASK}", &s[..keep]);
+                        continue;
+                    }
+                }
+                redact_json(v);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A URL as it may be shown: [`redact`] of it, owned.
+pub fn redact_url(url: &str) -> String {
+    redact(url).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_information_in_urls() {
+        assert_eq!(
+            redact("base_url=http://user:PASSWORD@h:8000/v1"),
+            "base_url=http://user:***@h:8000/v1"
+        );
+        assert_eq!(redact("https://TOKEN@h/v1"), "https://***@h/v1");
+        assert_eq!(redact("see http://h/v1 and x@y"), "see http://h/v1 and x@y");
+        assert_eq!(
+            redact("\"http://a:b@h/p?key=SECRET&alt=json\""),
+            "\"http://a:***@h/p?key=***&alt=json\""
+        );
+    }
+
+    #[test]
+    fn header_shapes() {
+        for (input, want) in [
+            (
+                "authorization: Bearer sk-abc123",
+                "authorization: Bearer ***",
+            ),
+            ("Authorization: sk-abc123\nnext", "Authorization: ***\nnext"),
+            (r#"{"x-api-key": "sk-ant-1"}"#, r#"{"x-api-key": "***"}"#),
+            (
+                r#"{\"authorization\":\"Bearer sk-1\"}"#,
+                r#"{\"authorization\":\"Bearer ***\"}"#,
+            ),
+            ("x-goog-api-key=AIza123", "x-goog-api-key=***"),
+            ("got Bearer abc.def from", "got Bearer *** from"),
+            ("no-authorization-here", "no-authorization-here"),
+        ] {
+            assert_eq!(redact(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn json_values_are_redacted_in_place() {
+        let mut v = serde_json::json!({
+            "status": 401,
+            "body": "echo: authorization: Bearer sk-live-1",
+            "headers": {"Authorization": "Bearer sk-live-2", "x-api-key": "k3"},
+        });
+        redact_json(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("sk-live") && !text.contains("k3"), "{text}");
+        assert_eq!(v["headers"]["Authorization"], "Bearer ***");
+        assert_eq!(v["status"], 401);
+    }
+
+    #[test]
+    fn plain_text_is_borrowed() {
+        assert!(matches!(redact("a plain error: 500"), Cow::Borrowed(_)));
+        assert_eq!(redact("ключ: значение"), "ключ: значение");
+    }
+}
