@@ -69,6 +69,9 @@ pub enum Command {
     CheckHf(crate::commands::check_hf::CheckHfArgs),
     /// Play one hellogame episode with a model and inspect what it recorded.
     Doctor(crate::commands::doctor::DoctorArgs),
+    /// Serve registry models behind an OpenAI-compatible HTTP endpoint.
+    #[cfg(feature = "serve")]
+    Serve(crate::commands::serve::ServeArgs),
     /// Internal: open one plugin file and print its manifest as JSON.
     #[command(name = "__probe", hide = true)]
     Probe {

@@ -15,5 +15,7 @@ pub mod plugins;
 pub mod registry;
 pub mod results;
 pub mod runner;
+#[cfg(feature = "serve")]
+pub mod serve;
 
 pub use error::{Error, Exit, Result};

@@ -55,6 +55,8 @@ fn main() -> std::process::ExitCode {
         Command::Template(c) => commands::template::run(g, c),
         Command::CheckHf(a) => commands::check_hf::run(g, a),
         Command::Doctor(a) => commands::doctor::run(g, a),
+        #[cfg(feature = "serve")]
+        Command::Serve(a) => commands::serve::run(g, a),
         Command::Probe { file } => commands::plugins::probe(file),
     };
     let exit = match outcome {

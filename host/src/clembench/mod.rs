@@ -425,7 +425,10 @@ fn merge_staged(results_dir: &Path, staged: &[(PathBuf, PathBuf)], game: &str) -
         );
         entry.insert("benchmark_start".into(), start.into());
         entry.insert("benchmark_end".into(), end.into());
-        entry.insert("duration".into(), clemhost_pyfacts::time::timedelta(took).into());
+        entry.insert(
+            "duration".into(),
+            clemhost_pyfacts::time::timedelta(took).into(),
+        );
         entry.insert(
             "duration_seconds".into(),
             results::python_seconds(took).into(),

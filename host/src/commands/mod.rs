@@ -10,6 +10,8 @@ pub mod plugin_template;
 pub mod plugins;
 pub mod run;
 pub mod score;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod template;
 pub mod transcribe;
 

@@ -171,8 +171,51 @@ impl PluginModel {
     }
 }
 
+/// The error of a call whose server asks to wait `asked` before trying
+/// again, longer than `retry` allows (`max_retry_after`).
+pub fn retry_after_refused(e: &BackendError, asked: Duration, retry: &RetryPolicy) -> BackendError {
+    BackendError::new(
+        ErrorKind::RateLimited,
+        format!(
+            "{e}; the server asks to wait {:.0} s before trying again, more than clemhost waits ({} s); try again later",
+            asked.as_secs_f64(),
+            retry.max_retry_after.as_secs()
+        ),
+    )
+}
+
 fn cancelled() -> BackendError {
     BackendError::new(ErrorKind::Cancelled, "the run was interrupted")
+}
+
+/// The response object a call records (`raw_response_obj`): the plugin's
+/// response as an object (a non-object one under `response`), with
+/// clemcore's `clem_player` added when `decorate` is set and the plugin did
+/// not add it. `clemhost serve` returns the same object to its clients.
+pub fn recorded_response(
+    response: Value,
+    decorate: bool,
+    start: &Timestamp,
+    took: Duration,
+    text: &str,
+    model: &str,
+) -> Value {
+    let mut response = match response {
+        Value::Object(m) => m,
+        Value::Null => serde_json::Map::new(),
+        other => {
+            let mut m = serde_json::Map::new();
+            m.insert("response".into(), other);
+            m
+        }
+    };
+    if decorate && !response.contains_key("clem_player") {
+        response.insert(
+            "clem_player".into(),
+            clem_player(start.local(), took, text, model),
+        );
+    }
+    Value::Object(response)
 }
 
 impl ChatModel for PluginModel {
@@ -189,6 +232,19 @@ impl PluginModel {
     /// The generation arguments the model was opened with.
     pub fn gen_args(&self) -> &GenArgs {
         &self.gen_args
+    }
+
+    /// The plugin's model, for a caller that makes its own calls with a
+    /// cancel flag per call (`serve`: a client that goes away cancels only
+    /// its own request, which the model's one stop token cannot do).
+    pub fn handle(&self) -> &ModelHandle {
+        &self.handle
+    }
+
+    /// Whether recorded responses get clemcore's `clem_player` object (see
+    /// [`recorded_response`]).
+    pub fn decorates(&self) -> bool {
+        self.decorate
     }
 
     /// Answers `messages` with other generation arguments than the model's
@@ -212,25 +268,18 @@ impl PluginModel {
             let took = clock.elapsed();
             match result {
                 Ok(g) => {
-                    let mut response = match g.response {
-                        Value::Object(m) => m,
-                        Value::Null => serde_json::Map::new(),
-                        other => {
-                            let mut m = serde_json::Map::new();
-                            m.insert("response".into(), other);
-                            m
-                        }
-                    };
-                    if self.decorate && !response.contains_key("clem_player") {
-                        response.insert(
-                            "clem_player".into(),
-                            clem_player(start.local(), took, &g.text, &self.name),
-                        );
-                    }
+                    let response = recorded_response(
+                        g.response,
+                        self.decorate,
+                        &start,
+                        took,
+                        &g.text,
+                        &self.name,
+                    );
                     attempts.push(CallRecord {
                         timestamp: Timestamp::now(),
                         prompt: g.prompt,
-                        response: Value::Object(response),
+                        response,
                         error: None,
                     });
                     let tokens = g
@@ -273,14 +322,7 @@ impl PluginModel {
                         Err(asked) => {
                             return ModelReply {
                                 attempts,
-                                outcome: Err(BackendError::new(
-                                    ErrorKind::RateLimited,
-                                    format!(
-                                        "{e}; the server asks to wait {:.0} s before trying again, more than clemhost waits ({} s); try again later",
-                                        asked.as_secs_f64(),
-                                        self.calls.retry.max_retry_after.as_secs()
-                                    ),
-                                )),
+                                outcome: Err(retry_after_refused(&e, asked, &self.calls.retry)),
                                 tokens: 0,
                             }
                         }

@@ -77,6 +77,24 @@ pub struct OpenModel {
     /// The model behind its plugin (`None` for built-in players), for
     /// callers that send requests themselves (`serve`).
     pub plugin: Option<Arc<PluginModel>>,
+    /// The bounds on its calls that its plugin and registry entry set.
+    pub bounds: ModelBounds,
+}
+
+/// What a model's plugin and registry entry allow, for callers that admit
+/// calls themselves (`serve` sizes each model's gate from it; `run`'s
+/// limiters inside [`PluginModel`] enforce the same numbers).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModelBounds {
+    /// Calls at once the plugin suggests (its capabilities; for built-in
+    /// players, how many episodes may play at once).
+    pub suggested: usize,
+    /// The most calls at once: 1 when the plugin cannot generate
+    /// concurrently, else the entry's `rate_limit.max_concurrent`; `None`: no
+    /// bound of the model's own.
+    pub max_concurrent: Option<usize>,
+    /// The entry's `rate_limit.requests_per_minute` (0: none).
+    pub requests_per_minute: f64,
 }
 
 impl std::fmt::Debug for OpenModel {
@@ -147,6 +165,11 @@ pub fn open_models(
                     spec,
                     player: model,
                     plugin: None,
+                    bounds: ModelBounds {
+                        suggested: p,
+                        max_concurrent: None,
+                        requests_per_minute: 0.0,
+                    },
                 });
             }
             Resolved::Plugin { spec, backend } => {
@@ -191,11 +214,15 @@ pub fn open_models(
                 // when the plugin cannot generate concurrently) and the backend's.
                 let (rl_max, rl_rpm) = rate_limit(&spec, &name, registry)?;
                 let model_max = match (caps.concurrent_generate, rl_max) {
-                    (false, _) => 1,
-                    (true, Some(m)) => m,
-                    (true, None) => 0,
+                    (false, _) => Some(1),
+                    (true, m) => m,
                 };
-                let mut limiters = vec![Arc::new(Limiter::new(model_max, rl_rpm))];
+                let bounds = ModelBounds {
+                    suggested: p,
+                    max_concurrent: model_max,
+                    requests_per_minute: rl_rpm,
+                };
+                let mut limiters = vec![Arc::new(Limiter::new(model_max.unwrap_or(0), rl_rpm))];
                 if let Some(m) = limits.max_concurrent_per_backend {
                     let l = backend_limiters
                         .entry(backend.clone())
@@ -218,6 +245,7 @@ pub fn open_models(
                     spec,
                     player: PlayerModel::Model(chat.clone()),
                     plugin: Some(chat),
+                    bounds,
                 };
                 opened.insert(key, model.clone());
                 models.push(model);

@@ -12,4 +12,6 @@ mod keys;
 mod plugins;
 mod registry;
 mod run;
+#[cfg(feature = "serve")]
+mod serve;
 mod template;

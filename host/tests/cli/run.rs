@@ -657,7 +657,7 @@ fn a_model_without_a_plugin_or_registry_entry_fails_before_playing() {
 }
 
 /// The SmolLM2 GGUF that scripts/fetch-smollm2 caches, when it is there.
-fn smollm2_gguf() -> Option<PathBuf> {
+pub(crate) fn smollm2_gguf() -> Option<PathBuf> {
     let p = std::env::var_os("CLEMHOST_SMOLLM2_GGUF")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
