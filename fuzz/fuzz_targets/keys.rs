@@ -4,7 +4,7 @@
 //! store's `Debug` never show a secret in full.
 #![no_main]
 
-use clemhost::keys::{is_secret_field, KeyError, KeyStore};
+use clemhost::keys::{is_secret_field, KeyError, KeyNeed, KeyStore};
 use clemhost_plugin_sdk::Capabilities;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
@@ -101,7 +101,7 @@ fuzz_target!(|data: &[u8]| {
     // What `keys list` shows of each section, and the store's Debug with
     // the text around its names and path counted as clear.
     let listed: Vec<String> = store
-        .masked()
+        .masked(&[])
         .iter()
         .map(|section| Value::Object(section.fields.clone()).to_string())
         .collect();
@@ -127,17 +127,24 @@ fuzz_target!(|data: &[u8]| {
         requires_key: true,
         ..Capabilities::default()
     };
-    let _ = store.for_backend("fuzz", &capabilities, &Map::new());
+    let _ = store.for_entry("fuzz", &capabilities, &Map::new());
     for name in &names {
-        let _ = store.credentials(name);
-        if let Some(source) = store.source(name) {
+        let need = KeyNeed {
+            key_name: name.clone(),
+            required: false,
+            env: Vec::new(),
+            env_fields: Vec::new(),
+            named_by_entry: false,
+        };
+        let _ = store.credentials(&need);
+        if let Some(source) = store.source(&need) {
             let _ = source.to_string();
         }
-        let _ = store.has_api_key(name);
+        let _ = store.has_api_key(&need);
         let capabilities = Capabilities {
             key_name: Some(name.clone()),
             ..Capabilities::default()
         };
-        let _ = store.for_backend(name, &capabilities, &Map::new());
+        let _ = store.for_entry(name, &capabilities, &Map::new());
     }
 });
