@@ -17,6 +17,8 @@ use chrono::NaiveDateTime;
 use clap::{ArgGroup, Args, Subcommand};
 use clemhost_local_common::gguf::GgufMetadata;
 use clemhost_local_common::gguf_file::locate_gguf;
+#[cfg(feature = "hub")]
+use clemhost_local_common::hf_files::TokenizerConfig;
 use clemhost_local_common::hub::HubSettings;
 #[cfg(feature = "hub")]
 use clemhost_local_common::hub::ModelSource;
@@ -25,8 +27,6 @@ use clemhost_local_common::template::{ChatTemplate, RenderInput, TemplateError};
 use clemhost_local_common::template_choice::{
     choose_template, ChoiceError, TemplateOrigin, TemplateRules,
 };
-#[cfg(feature = "hub")]
-use clemhost_local_common::tokenizer_config::TokenizerConfig;
 use clemhost_plugin_sdk::Message;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -378,7 +378,7 @@ fn load_tokenizer(model: &ResolvedModel) -> Result<TokenizerConfig> {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from(".")),
     };
-    TokenizerConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))
+    TokenizerConfig::load(&dir).map_err(Error::wrap)
 }
 
 #[cfg(feature = "hub")]
@@ -466,14 +466,14 @@ fn llamacpp_source(model: &ResolvedModel, config: &Map<String, Value>) -> Result
     let gguf = match gguf_path(model, config) {
         Ok(p) => match GgufMetadata::read(&p) {
             Ok(m) => Ok((p, m)),
-            Err(e) => Err(Error::msg(e.to_string())),
+            Err(e) => Err(Error::wrap(e)),
         },
         Err(e) => Err(e),
     };
     let chosen = choose_template(TemplateRules::Llamacpp, premade, custom, || {
         gguf.as_ref()
             .map(|(_, m)| m.chat_template().map(str::to_owned))
-            .map_err(|e| Error::msg(e.to_string()))
+            .map_err(|e| Error::msg(e.message.clone()))
     })
     .map_err(|e| match e {
         ChoiceError::Model(e) => e,

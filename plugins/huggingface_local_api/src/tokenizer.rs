@@ -3,7 +3,7 @@
 //! calls (no added special tokens; special tokens kept when decoding).
 
 use crate::error::{Error, Result};
-use clemhost_local_common::tokenizer_config::TokenizerConfig;
+use clemhost_local_common::hf_files::TokenizerConfig;
 use std::path::{Path, PathBuf};
 use tokenizers::{AddedToken, Tokenizer};
 

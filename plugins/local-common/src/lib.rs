@@ -11,9 +11,9 @@
 //!   template's own `raise_exception` message.
 //! - [`template_choice`]: which template an entry is rendered with
 //!   (custom or the model's own), by clemcore's rules for each backend.
-//! - [`tokenizer_config`]: a model directory's `tokenizer_config.json` (chat
+//! - [`hf_files`]: a model directory's `tokenizer_config.json` (chat
 //!   template, special tokens, added tokens, `model_max_length`),
-//!   `generation_config.json` and `config.json`.
+//!   `generation_config.json` and `config.json`, one reader each.
 //! - [`messages`]: clemcore's `ensure_alternating_roles` preprocessing
 //!   (re-exported from `clemhost-pyfacts`).
 //! - [`context`]: context-size parsing and resolution, and the context check
@@ -25,6 +25,9 @@
 //!   feature `hub`, `huggingface_id` → files, from a local directory or the
 //!   Hub through the standard HF cache.
 //! - [`gguf`]: a GGUF file's metadata (chat template, BOS/EOS token texts).
+//! - [`model_facts`]: what a local model says about itself (template,
+//!   special tokens and ids, EOS ids, context size), from a GGUF file or a
+//!   model directory; `check-hf` and `doctor` read it.
 //! - [`gguf_file`]: which GGUF file an entry means (Hub repos need the
 //!   feature `hub`).
 //! - [`pystr`]: the Python string behaviour the others need (`strip`,
@@ -52,12 +55,13 @@ pub mod clean;
 pub mod context;
 pub mod gguf;
 pub mod gguf_file;
+pub mod hf_files;
 pub mod hub;
 /// clemcore's `ensure_alternating_roles` (it lives in `clemhost-pyfacts`,
 /// shared with the host and the remote backends).
 pub use clemhost_pyfacts::messages;
+pub mod model_facts;
 mod pyjson;
 pub mod pystr;
 pub mod template;
 pub mod template_choice;
-pub mod tokenizer_config;

@@ -1,16 +1,16 @@
 //! The tokenizer side of `check-hf` (feature `hub`): a Hub repo or a local
 //! model directory, read with `tokenizers` as huggingface_local reads it.
 
-use super::{Loaded, TokenizerFacts};
+use super::Loaded;
 use crate::error::{Error, Result};
 use clemhost_local_common::hub::{HubSettings, ModelSource};
-use clemhost_local_common::tokenizer_config::{GenerationConfig, HfConfig, TokenizerConfig};
+use clemhost_local_common::model_facts::{ModelFacts, Vocabulary};
 use std::path::Path;
 
 /// Loads the facts of a Hub repo or a local model directory.
 pub(super) fn load_tokenizer_dir(model: &str) -> Result<Loaded> {
     let settings = HubSettings::from_process_env(None);
-    let source = ModelSource::open(model, &settings).map_err(|e| Error::msg(e.to_string()))?;
+    let source = ModelSource::open(model, &settings).map_err(Error::wrap)?;
     // Fetch (or find) every file the tokenizer facts come from; they share one directory.
     let config = source
         .file("tokenizer_config.json")
@@ -29,13 +29,6 @@ pub(super) fn load_tokenizer_dir(model: &str) -> Result<Loaded> {
         .parent()
         .map(Path::to_path_buf)
         .ok_or_else(|| Error::msg(format!("{} has no parent directory", config.display())))?;
-    let tc = TokenizerConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))?;
-    let gen = GenerationConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))?;
-    let hf = if dir.join("config.json").is_file() {
-        Some(HfConfig::load(&dir).map_err(|e| Error::msg(e.to_string()))?)
-    } else {
-        None
-    };
     let tokenizer =
         match dir.join("tokenizer.json") {
             p if p.is_file() => Some(tokenizers::Tokenizer::from_file(&p).map_err(|e| {
@@ -43,48 +36,22 @@ pub(super) fn load_tokenizer_dir(model: &str) -> Result<Loaded> {
             })?),
             _ => None,
         };
-    let id_of = |t: &str| -> Option<u32> {
-        tokenizer
-            .as_ref()
-            .and_then(|tk| tk.token_to_id(t))
-            .or_else(|| {
-                tc.added_tokens_decoder
-                    .iter()
-                    .find(|(_, a)| a.content == t)
-                    .map(|(id, _)| *id)
-            })
-    };
-    let special_tokens = tc
-        .special_tokens
-        .iter()
-        .map(|(role, text)| (role.clone(), text.clone(), id_of(text)))
-        .collect();
-    let facts = TokenizerFacts {
-        class: tc.tokenizer_class.clone(),
-        model_type: hf.as_ref().and_then(|h| h.model_type.clone()),
-        vocab_size: tokenizer.as_ref().map(|t| t.get_vocab_size(true)),
-        special_tokens,
-        all_special: tc.all_special_tokens(),
-        eos_token_ids: gen
-            .as_ref()
-            .map(|g| g.eos_token_ids.clone())
-            .unwrap_or_default(),
-        context_size: hf.as_ref().and_then(|h| {
-            h.max_position_embeddings
-                .or(h.n_positions)
-                .or(h.text_config_max_position_embeddings)
-        }),
-    };
-    Ok(Loaded {
-        backend: "huggingface_local",
-        location: dir,
-        template: tc.chat_template.clone(),
-        bos: tc.bos_token().map(str::to_string),
-        eos: tc.eos_token().map(str::to_string),
-        facts,
-        tokenizer,
-        gguf_file: None,
-    })
+    let vocabulary = tokenizer.as_ref().map(Vocab);
+    let model = ModelFacts::from_model_dir(&dir, vocabulary.as_ref().map(|v| v as &dyn Vocabulary))
+        .map_err(Error::wrap)?;
+    Ok(Loaded { model, tokenizer })
+}
+
+/// The `tokenizers` vocabulary, as local-common asks for it.
+struct Vocab<'a>(&'a tokenizers::Tokenizer);
+
+impl Vocabulary for Vocab<'_> {
+    fn id_of(&self, token: &str) -> Option<u32> {
+        self.0.token_to_id(token)
+    }
+    fn size(&self) -> usize {
+        self.0.get_vocab_size(true)
+    }
 }
 
 /// Whether decoding the encoded prompt gives the prompt back (else the

@@ -8,8 +8,8 @@
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
 use clap::Args;
-use clemhost_local_common::gguf::GgufMetadata;
 use clemhost_local_common::messages::ensure_alternating_roles;
+use clemhost_local_common::model_facts::ModelFacts;
 use clemhost_local_common::template::{ChatTemplate, RenderInput};
 use clemhost_plugin_sdk::Message;
 use serde::Serialize;
@@ -70,39 +70,19 @@ pub struct Check {
     pub detail: Option<String>,
 }
 
-/// What was learnt about the model's tokenizer.
-#[derive(Debug, Default, Serialize)]
-pub struct TokenizerFacts {
-    /// `tokenizer_class` of tokenizer_config.json (or `gguf:<model>` for GGUF).
-    pub class: Option<String>,
-    /// `model_type` of config.json (or `general.architecture` of a GGUF).
-    pub model_type: Option<String>,
-    /// Size of the vocabulary, added tokens included.
-    pub vocab_size: Option<usize>,
-    /// Special tokens by role (`bos_token`, `eos_token`, ...) with their ids.
-    pub special_tokens: Vec<(String, String, Option<u32>)>,
-    /// Every special/added token text.
-    pub all_special: Vec<String>,
-    /// EOS ids from generation_config.json (or the GGUF's eos id).
-    pub eos_token_ids: Vec<u32>,
-    /// The context size the backend would use, if known.
-    pub context_size: Option<u64>,
-}
-
-/// A model's tokenizer facts and template, as the local backends read them.
+/// A model's facts (read by local-common, as the local backends read
+/// them) and, with the feature `hub`, its tokenizer for the round trip.
 pub(crate) struct Loaded {
-    /// `huggingface_local` or `llamacpp`.
-    pub(crate) backend: &'static str,
-    /// The directory or file actually read.
-    pub(crate) location: PathBuf,
-    pub(crate) template: Option<String>,
-    pub(crate) bos: Option<String>,
-    pub(crate) eos: Option<String>,
-    pub(crate) facts: TokenizerFacts,
+    model: ModelFacts,
     #[cfg(feature = "hub")]
     tokenizer: Option<tokenizers::Tokenizer>,
-    /// For GGUF: the file name inside its directory.
-    gguf_file: Option<String>,
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = ModelFacts;
+    fn deref(&self) -> &ModelFacts {
+        &self.model
+    }
 }
 
 /// Loads a model's facts from a Hub id, a local folder or a `.gguf` file.
@@ -120,77 +100,10 @@ pub(crate) fn load(model: &str) -> Result<Loaded> {
 }
 
 fn load_gguf(path: &Path) -> Result<Loaded> {
-    let meta = GgufMetadata::read(path).map_err(|e| Error::msg(e.to_string()))?;
-    let arch = meta
-        .get("general.architecture")
-        .and_then(|v| v.as_str())
-        .map(str::to_string);
-    let mut special_tokens = Vec::new();
-    let mut all_special = Vec::new();
-    for (role, key) in [
-        ("bos_token", "tokenizer.ggml.bos_token_id"),
-        ("eos_token", "tokenizer.ggml.eos_token_id"),
-        ("eot_token", "tokenizer.ggml.eot_token_id"),
-        ("pad_token", "tokenizer.ggml.padding_token_id"),
-        ("unk_token", "tokenizer.ggml.unknown_token_id"),
-    ] {
-        if let (Some(id), Some(text)) = (
-            meta.get(key).and_then(|v| v.as_u64()),
-            meta.special_token(key),
-        ) {
-            special_tokens.push((role.to_string(), text.to_string(), u32::try_from(id).ok()));
-            if !all_special.iter().any(|t| t == text) {
-                all_special.push(text.to_string());
-            }
-        }
-    }
-    let vocab_size = match meta.get("tokenizer.ggml.tokens") {
-        Some(clemhost_local_common::gguf::GgufValue::Array(a)) => Some(a.len()),
-        _ => None,
-    };
-    let eos_ids = ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"]
-        .iter()
-        .filter_map(|k| meta.get(k).and_then(|v| v.as_u64()))
-        .filter_map(|id| u32::try_from(id).ok())
-        .fold(Vec::new(), |mut acc, id| {
-            if !acc.contains(&id) {
-                acc.push(id);
-            }
-            acc
-        });
-    let context_size = arch
-        .as_ref()
-        .and_then(|a| meta.get(&format!("{a}.context_length")))
-        .and_then(|v| v.as_u64());
-    let facts = TokenizerFacts {
-        class: meta
-            .get("tokenizer.ggml.model")
-            .and_then(|v| v.as_str())
-            .map(|m| format!("gguf:{m}")),
-        model_type: arch,
-        vocab_size,
-        special_tokens,
-        all_special,
-        eos_token_ids: eos_ids,
-        context_size,
-    };
     Ok(Loaded {
-        backend: "llamacpp",
-        location: path.to_path_buf(),
-        template: meta.chat_template().map(str::to_string),
-        bos: meta
-            .special_token("tokenizer.ggml.bos_token_id")
-            .map(str::to_string),
-        eos: meta
-            .special_token("tokenizer.ggml.eos_token_id")
-            .map(str::to_string),
-        facts,
+        model: ModelFacts::from_gguf(path).map_err(Error::wrap)?,
         #[cfg(feature = "hub")]
         tokenizer: None,
-        gguf_file: path
-            .file_name()
-            .and_then(|f| f.to_str())
-            .map(str::to_string),
     })
 }
 

@@ -1,90 +1,10 @@
-//! Reading a HuggingFace model directory's JSON files: the tokenizer's
-//! special tokens and chat template, `generation_config.json` and the facts
-//! of `config.json` the local backends need.
-//!
-//! - [`TokenizerConfig::load`]: `tokenizer_config.json`, overlaid with
-//!   `special_tokens_map.json` and with the template files transformers
-//!   reads (`chat_template.jinja` wins over the config's `chat_template`;
-//!   `additional_chat_templates/<name>.jinja` add named templates;
-//!   `chat_template.json`, the processor's file, is used when nothing else
-//!   gives a template).
-//! - [`GenerationConfig::load`]: `eos_token_id` (an int or a list), `top_p`,
-//!   `temperature`, ... (the file is optional).
-//! - [`HfConfig::load`]: `model_type`, context-size fields and token ids of
-//!   `config.json`.
-//!
-//! Every error names the file, and for JSON syntax errors the line and
-//! column.
+//! `tokenizer_config.json` and its companions: special tokens, added
+//! tokens, chat templates, `model_max_length`.
 
-use crate::context::ContextFacts;
+use super::{field_err, read_json_object, read_text, ConfigError};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// A model directory file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("{}: cannot read the file: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid JSON.
-    #[error("{}:{line}:{column}: not valid JSON: {message}; fix or re-download the file", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line of the error.
-        line: usize,
-        /// 1-based column of the error.
-        column: usize,
-        /// What the parser said.
-        message: String,
-    },
-    /// A field has a shape the loader does not understand.
-    #[error("{}: field {field}: {message}", path.display())]
-    Field {
-        /// The file.
-        path: PathBuf,
-        /// The field (dotted path).
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
-/// Reads a JSON object from a file, with line/column on syntax errors.
-pub fn read_json_object(path: &Path) -> Result<Map<String, Value>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    parse_json_object(&text, path)
-}
-
-/// Parses JSON text that must be an object; `path` is only used in errors.
-pub fn parse_json_object(text: &str, path: &Path) -> Result<Map<String, Value>, ConfigError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
-        path: path.to_owned(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })?;
-    match value {
-        Value::Object(map) => Ok(map),
-        other => Err(ConfigError::Field {
-            path: path.to_owned(),
-            field: "(top level)".into(),
-            message: format!(
-                "expected a JSON object, found {}",
-                clemhost_pyfacts::json::kind_of(&other)
-            ),
-        }),
-    }
-}
 
 /// One entry of `added_tokens_decoder` (transformers' `AddedToken`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -380,21 +300,6 @@ impl TokenizerConfig {
     }
 }
 
-fn field_err(path: &Path, field: &str, message: &str) -> ConfigError {
-    ConfigError::Field {
-        path: path.to_owned(),
-        field: field.to_owned(),
-        message: message.to_owned(),
-    }
-}
-
-fn read_text(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    })
-}
-
 /// The `[{"name": ..., "template": ...}]` form of `chat_template`.
 fn named_list(v: &Value, path: &Path) -> Result<Vec<(String, String)>, ConfigError> {
     let Value::Array(items) = v else {
@@ -485,176 +390,10 @@ fn added_token(v: &Value, path: &Path, field: &str) -> Result<AddedToken, Config
     })
 }
 
-/// An id field that may be one integer or a list of integers.
-fn id_list(v: Option<&Value>, path: &Path, field: &str) -> Result<Vec<u32>, ConfigError> {
-    let as_id = |x: &Value| x.as_u64().and_then(|n| u32::try_from(n).ok());
-    match v {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|x| {
-                as_id(x).ok_or_else(|| {
-                    field_err(path, field, "expected token ids (non-negative integers)")
-                })
-            })
-            .collect(),
-        Some(x) => as_id(x)
-            .map(|id| vec![id])
-            .ok_or_else(|| field_err(path, field, "expected a token id or a list of token ids")),
-    }
-}
-
-fn opt_f64(m: &Map<String, Value>, path: &Path, field: &str) -> Result<Option<f64>, ConfigError> {
-    match m.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| field_err(path, field, "expected a number")),
-    }
-}
-
-/// What `generation_config.json` says about stopping and sampling.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GenerationConfig {
-    /// `eos_token_id`: one id or several; generation stops on any of them.
-    pub eos_token_ids: Vec<u32>,
-    /// `bos_token_id`.
-    pub bos_token_id: Option<u32>,
-    /// `pad_token_id`.
-    pub pad_token_id: Option<u32>,
-    /// `top_p` (clemcore samples with it when temperature > 0).
-    pub top_p: Option<f64>,
-    /// `top_k`.
-    pub top_k: Option<u64>,
-    /// `temperature` (the model's default; clemcore passes its own).
-    pub temperature: Option<f64>,
-    /// `do_sample`.
-    pub do_sample: Option<bool>,
-    /// The whole object.
-    pub raw: Map<String, Value>,
-}
-
-impl GenerationConfig {
-    /// Loads `dir/generation_config.json`; `Ok(None)` when the file is absent.
-    pub fn load(dir: &Path) -> Result<Option<GenerationConfig>, ConfigError> {
-        let path = dir.join("generation_config.json");
-        if !path.is_file() {
-            return Ok(None);
-        }
-        let raw = read_json_object(&path)?;
-        Self::from_map(raw, &path).map(Some)
-    }
-
-    /// Builds from a parsed object (`path` is only used in errors).
-    pub fn from_map(raw: Map<String, Value>, path: &Path) -> Result<GenerationConfig, ConfigError> {
-        let single = |field: &str| -> Result<Option<u32>, ConfigError> {
-            Ok(id_list(raw.get(field), path, field)?.first().copied())
-        };
-        Ok(GenerationConfig {
-            eos_token_ids: id_list(raw.get("eos_token_id"), path, "eos_token_id")?,
-            bos_token_id: single("bos_token_id")?,
-            pad_token_id: single("pad_token_id")?,
-            top_p: opt_f64(&raw, path, "top_p")?,
-            top_k: raw.get("top_k").and_then(Value::as_u64),
-            temperature: opt_f64(&raw, path, "temperature")?,
-            do_sample: raw.get("do_sample").and_then(Value::as_bool),
-            raw,
-        })
-    }
-}
-
-/// The facts of `config.json` the local backends use; the whole object is
-/// in `raw` for the architecture code.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct HfConfig {
-    /// `model_type` (`llama`, `qwen2`, `gemma3`, ...).
-    pub model_type: Option<String>,
-    /// `max_position_embeddings`.
-    pub max_position_embeddings: Option<u64>,
-    /// `n_positions`.
-    pub n_positions: Option<u64>,
-    /// `text_config.max_position_embeddings`.
-    pub text_config_max_position_embeddings: Option<u64>,
-    /// `eos_token_id` (one or several).
-    pub eos_token_ids: Vec<u32>,
-    /// `bos_token_id`.
-    pub bos_token_id: Option<u32>,
-    /// `pad_token_id`.
-    pub pad_token_id: Option<u32>,
-    /// The whole object.
-    pub raw: Map<String, Value>,
-}
-
-impl HfConfig {
-    /// Loads `dir/config.json` (required).
-    pub fn load(dir: &Path) -> Result<HfConfig, ConfigError> {
-        let path = dir.join("config.json");
-        let raw = read_json_object(&path)?;
-        Self::from_map(raw, &path)
-    }
-
-    /// Builds from a parsed object (`path` is only used in errors).
-    pub fn from_map(raw: Map<String, Value>, path: &Path) -> Result<HfConfig, ConfigError> {
-        let uint = |m: &Map<String, Value>, field: &str| -> Result<Option<u64>, ConfigError> {
-            match m.get(field) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| field_err(path, field, "expected a non-negative integer")),
-            }
-        };
-        let text_config_max_position_embeddings = match raw.get("text_config") {
-            Some(Value::Object(tc)) => uint(tc, "max_position_embeddings")?,
-            _ => None,
-        };
-        let single = |field: &str| -> Result<Option<u32>, ConfigError> {
-            Ok(id_list(raw.get(field), path, field)?.first().copied())
-        };
-        Ok(HfConfig {
-            model_type: raw
-                .get("model_type")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            max_position_embeddings: uint(&raw, "max_position_embeddings")?,
-            n_positions: uint(&raw, "n_positions")?,
-            text_config_max_position_embeddings,
-            eos_token_ids: id_list(raw.get("eos_token_id"), path, "eos_token_id")?,
-            bos_token_id: single("bos_token_id")?,
-            pad_token_id: single("pad_token_id")?,
-            raw,
-        })
-    }
-
-    /// The context facts this config and a tokenizer config give, with the
-    /// registry entry's `context_size` (see [`crate::context`]).
-    pub fn context_facts(
-        &self,
-        tokenizer: Option<&TokenizerConfig>,
-        entry_context_size: Option<&Value>,
-    ) -> ContextFacts {
-        ContextFacts {
-            max_position_embeddings: self.max_position_embeddings,
-            n_positions: self.n_positions,
-            text_config_max_position_embeddings: self.text_config_max_position_embeddings,
-            entry_context_size: entry_context_size.cloned(),
-            tokenizer_model_max_length: tokenizer.and_then(|t| t.model_max_length),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn write(dir: &Path, name: &str, text: &str) {
-        let p = dir.join(name);
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).unwrap();
-        }
-        std::fs::write(p, text).unwrap();
-    }
+    use crate::hf_files::write_for_test as write;
 
     #[test]
     fn reads_tokens_in_both_forms_and_the_decoder() {
@@ -763,55 +502,5 @@ mod tests {
         write(d.path(), "tokenizer_config.json", r#"{"eos_token": 5}"#);
         let err = TokenizerConfig::load(d.path()).unwrap_err().to_string();
         assert!(err.contains("field eos_token"), "{err}");
-    }
-
-    #[test]
-    fn generation_config_eos_forms() {
-        let d = tempfile::tempdir().unwrap();
-        assert_eq!(GenerationConfig::load(d.path()).unwrap(), None);
-        write(
-            d.path(),
-            "generation_config.json",
-            r#"{"eos_token_id": [1, 2], "top_p": 0.9, "temperature": 0.6}"#,
-        );
-        let g = GenerationConfig::load(d.path()).unwrap().unwrap();
-        assert_eq!(g.eos_token_ids, [1, 2]);
-        assert_eq!(g.top_p, Some(0.9));
-        assert_eq!(g.temperature, Some(0.6));
-        write(d.path(), "generation_config.json", r#"{"eos_token_id": 7}"#);
-        assert_eq!(
-            GenerationConfig::load(d.path())
-                .unwrap()
-                .unwrap()
-                .eos_token_ids,
-            [7]
-        );
-        write(
-            d.path(),
-            "generation_config.json",
-            r#"{"eos_token_id": "x"}"#,
-        );
-        assert!(GenerationConfig::load(d.path()).is_err());
-    }
-
-    #[test]
-    fn hf_config_context_facts() {
-        let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            "config.json",
-            r#"{"model_type": "gemma3", "text_config": {"max_position_embeddings": 131072}, "eos_token_id": [1, 106]}"#,
-        );
-        let c = HfConfig::load(d.path()).unwrap();
-        assert_eq!(c.model_type.as_deref(), Some("gemma3"));
-        let facts = c.context_facts(None, None);
-        assert_eq!(
-            crate::context::resolve_context_size(&facts),
-            (131072, crate::context::ContextSource::TextConfig)
-        );
-        assert_eq!(c.eos_token_ids, [1, 106]);
-        let missing = tempfile::tempdir().unwrap();
-        let err = HfConfig::load(missing.path()).unwrap_err().to_string();
-        assert!(err.contains("config.json: cannot read"), "{err}");
     }
 }
