@@ -20,21 +20,26 @@ pub enum Exit {
 }
 
 /// An error that ends a command: a message for the user and an exit code.
+///
+/// An error made from a typed one ([`Error::wrap`], and the `From`
+/// conversions of the registry and key errors) keeps it: its text is
+/// the message, [`Error::cause`] gives it back for matching, and
+/// [`source`](std::error::Error::source) continues with the typed error's
+/// own source (the I/O or JSON error underneath), as `#[error(transparent)]`
+/// does.
 #[derive(Debug)]
 pub struct Error {
     /// How the process should exit.
     pub exit: Exit,
     /// What went wrong and what to do; printed on stderr.
     pub message: String,
+    cause: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl Error {
     /// A general failure (exit 1).
     pub fn msg(message: impl Into<String>) -> Self {
-        Error {
-            exit: Exit::Failure,
-            message: message.into(),
-        }
+        Error::with_exit(Exit::Failure, message)
     }
 
     /// A failure with a specific exit code.
@@ -42,7 +47,23 @@ impl Error {
         Error {
             exit,
             message: message.into(),
+            cause: None,
         }
+    }
+
+    /// A general failure (exit 1) whose message is `cause`'s text, keeping
+    /// `cause` itself.
+    pub fn wrap(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error {
+            exit: Exit::Failure,
+            message: cause.to_string(),
+            cause: Some(Box::new(cause)),
+        }
+    }
+
+    /// The typed error this one was made from, if it is an `E`.
+    pub fn cause<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.cause.as_deref()?.downcast_ref::<E>()
     }
 }
 
@@ -52,7 +73,11 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_deref()?.source()
+    }
+}
 
 /// Result of a command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -91,6 +116,23 @@ pub fn json_error(path: &std::path::Path, e: &serde_json::Error, what: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("registry.json: cannot read it: {0}")]
+    struct Typed(#[source] std::io::Error);
+
+    #[test]
+    fn a_wrapped_error_keeps_its_type_and_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = Error::wrap(Typed(io));
+        assert_eq!(e.message, "registry.json: cannot read it: no such file");
+        assert!(e.cause::<Typed>().is_some());
+        assert!(e.cause::<std::io::Error>().is_none());
+        let source = e.source().expect("the I/O error underneath");
+        assert_eq!(source.to_string(), "no such file");
+        assert!(Error::msg("plain").source().is_none());
+    }
 
     #[test]
     fn control_characters_reach_the_terminal_escaped() {

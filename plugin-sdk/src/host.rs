@@ -342,52 +342,6 @@ impl ModelHandle {
         &self.inner.plugin
     }
 
-    /// Runs one generation on a worker thread and waits at most `timeout`.
-    ///
-    /// When the time is up, the cancel flag is raised and an error of kind
-    /// `timeout` is returned at once; a plugin that ignores the flag keeps its
-    /// worker thread until it returns, and its late answer is dropped. The
-    /// model handle stays alive until then (the worker holds a clone).
-    pub fn generate_with_timeout(
-        &self,
-        request: &GenerateRequest,
-        timeout: Option<std::time::Duration>,
-        cancel: Arc<AtomicU8>,
-    ) -> Result<Generation, BackendError> {
-        let Some(timeout) = timeout else {
-            return self.generate(request, &cancel);
-        };
-        let mut request = request.clone();
-        request.timeout_ms.get_or_insert(timeout.as_millis() as u64);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let handle = self.clone();
-        let flag = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("clemhost-generate".into())
-            .spawn(move || {
-                let _ = tx.send(handle.generate(&request, &flag));
-            });
-        if let Err(e) = spawned {
-            return Err(BackendError::internal(format!(
-                "cannot start a worker thread: {e}"
-            )));
-        }
-        match rx.recv_timeout(timeout) {
-            Ok(result) => result,
-            Err(_) => {
-                cancel.store(CANCEL_REQUESTED, std::sync::atomic::Ordering::Relaxed);
-                Err(BackendError::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no answer from plugin {} within {:.1} s",
-                        self.inner.plugin.manifest().name,
-                        timeout.as_secs_f64()
-                    ),
-                ))
-            }
-        }
-    }
-
     /// Runs one generation, blocking the calling thread. `cancel` is read by
     /// the plugin while it works; the host sets it to stop the call.
     pub fn generate(

@@ -105,8 +105,6 @@ pub struct ModelConfig {
     pub credentials: Option<Map<String, Value>>,
     /// Generation arguments of the run.
     pub gen_args: GenArgs,
-    /// A directory the plugin may use for caches.
-    pub cache_dir: Option<String>,
 }
 
 impl ModelConfig {

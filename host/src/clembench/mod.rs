@@ -384,8 +384,7 @@ fn merge_staged(results_dir: &Path, staged: &[(PathBuf, PathBuf)], game: &str) -
                 }
             }
         }
-        let run =
-            results::read_json(&run_dir.join("run.json")).map_err(|e| Error::msg(e.to_string()))?;
+        let run = results::read_json(&run_dir.join("run.json")).map_err(Error::wrap)?;
         if let Some(entry) = run["games"][game].as_object() {
             entries.push(entry.clone());
         }
@@ -438,7 +437,7 @@ fn merge_staged(results_dir: &Path, staged: &[(PathBuf, PathBuf)], game: &str) -
             games.insert(game.into(), Value::Object(entry));
         }
     }
-    results::write_json(&target.join("run.json"), &run).map_err(|e| Error::msg(e.to_string()))
+    results::write_json(&target.join("run.json"), &run).map_err(Error::wrap)
 }
 
 fn parse_iso(s: &str) -> Option<chrono::NaiveDateTime> {
@@ -481,5 +480,5 @@ fn write_error(
         message: failure.message.clone(),
         kind: failure.kind.clone(),
     };
-    results::write_record(&dir.join("error.json"), &record).map_err(|e| Error::msg(e.to_string()))
+    results::write_record(&dir.join("error.json"), &record).map_err(Error::wrap)
 }

@@ -237,7 +237,7 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<Exit> {
     let game = crate::games::find_game("hellogame").expect("hellogame is built in");
     let mut file =
         crate::games::instances::parse(game.shipped_instances(), "hellogame's shipped instances")
-            .map_err(|e| Error::msg(e.to_string()))?;
+            .map_err(Error::wrap)?;
     file.truncate(1);
     if let Some(e) = file.first_mut() {
         e.instances.truncate(1);

@@ -70,7 +70,7 @@ fn round2(x: f64) -> f64 {
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
-    results::write_atomic(path, text.as_bytes()).map_err(|e| Error::msg(e.to_string()))
+    results::write_atomic(path, text.as_bytes()).map_err(Error::wrap)
 }
 
 /// Runs the command.
@@ -84,7 +84,7 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
             unscored += 1;
             continue;
         }
-        let scores = results::read_json(&scores_path).map_err(|e| Error::msg(e.to_string()))?;
+        let scores = results::read_json(&scores_path).map_err(Error::wrap)?;
         let parts: Vec<String> = dir
             .components()
             .rev()

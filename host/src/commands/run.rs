@@ -278,7 +278,7 @@ pub fn play_plan(
         prepared.plan.game.name(),
         prepared.parallel
     );
-    runner::play(&prepared, stop).map_err(|e| Error::msg(e.to_string()))
+    runner::play(&prepared, stop).map_err(Error::wrap)
 }
 
 fn print_summary(s: &RunSummary) {

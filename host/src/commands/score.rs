@@ -85,8 +85,7 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
                     round_scores: s.round_scores,
                     episode_scores: s.episode_scores,
                 };
-                results::write_record(&dir.join(files::SCORES), &scores)
-                    .map_err(|e| Error::msg(e.to_string()))?;
+                results::write_record(&dir.join(files::SCORES), &scores).map_err(Error::wrap)?;
                 scored += 1;
             }
             Err(e) => {

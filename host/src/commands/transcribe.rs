@@ -150,7 +150,7 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
             &dir.join(files::TRANSCRIPT),
             render(&interactions).as_bytes(),
         )
-        .map_err(|e| Error::msg(e.to_string()))?;
+        .map_err(Error::wrap)?;
         written += 1;
     }
     println!(

@@ -116,6 +116,6 @@ pub enum KeyError {
 
 impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
-        Error::msg(e.to_string())
+        Error::wrap(e)
     }
 }

@@ -85,6 +85,29 @@ pub enum RegistryError {
 
 impl From<RegistryError> for Error {
     fn from(e: RegistryError) -> Self {
-        Error::msg(e.to_string())
+        Error::wrap(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn the_host_error_keeps_the_registry_error_and_its_io_source() {
+        let e: Error = RegistryError::Read {
+            path: "mine.json".into(),
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        }
+        .into();
+        assert!(e
+            .message
+            .starts_with("mine.json: cannot read the model registry: denied"));
+        assert!(matches!(
+            e.cause::<RegistryError>(),
+            Some(RegistryError::Read { path, .. }) if path == "mine.json"
+        ));
+        assert_eq!(e.source().map(|s| s.to_string()).as_deref(), Some("denied"));
     }
 }

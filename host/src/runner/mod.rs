@@ -132,7 +132,7 @@ pub fn prepare(
         InstancesSource::File(p) => instances::load(game, Some(p)),
         InstancesSource::Given(f) => Ok(f.clone()),
     }
-    .map_err(|e| Error::msg(e.to_string()))?;
+    .map_err(Error::wrap)?;
     let origin = file.path.as_ref().map_or_else(
         || format!("{}'s shipped instances", game.name()),
         |p| p.display().to_string(),

@@ -191,7 +191,6 @@ pub fn open_models(
                     spec: spec.clone(),
                     credentials,
                     gen_args: gen_args.clone(),
-                    cache_dir: None,
                 };
                 let handle = plugin.create_model(&config).map_err(|e| {
                     Error::msg(format!(
