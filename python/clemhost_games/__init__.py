@@ -1,8 +1,8 @@
 """clemhost's Python side: plays clembench games with clemcore's own code.
 
 clemhost starts ``python -m clemhost_games`` as a worker process. The worker
-reads one job (a game spec, the players, the episodes to play) from the
-host, loads the game through clemcore's public API
+reads one job (a game spec, the players) from the host, says where
+clemcore writes, is told the episodes to play, loads the game through clemcore's public API
 (``GameBenchmark.load_from_spec``), plays the episodes with clemcore's game
 master, runner and result callbacks (so every file is the one ``clem run``
 writes), and sends each model call of a player to the host, which answers
@@ -11,4 +11,4 @@ it through its plugins. See ``protocol`` for the messages.
 
 __all__ = ["PROTOCOL_VERSION"]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2

@@ -6,15 +6,19 @@ to stderr). Messages, worker → host:
 
 - ``{"hello": {"clemcore": "3.3.5", "protocol": 1}}`` once, at start;
 - ``{"ready": {"run_dir": path}}`` once the models are loaded: the run
-  folder clemcore names after them (3.3 adds ``-t<temperature>``);
+  folder clemcore names after them (3.3 adds ``-t<temperature>``); the host
+  answers with the episodes to play, ``{"episodes": [[experiment, game_id], ...]}``
+  (``--resume`` leaves out those complete in the run folder);
 - ``{"call": {"player": i, "messages": [...]}}``: a model call of player
   ``i``; the host answers with one ``reply`` line;
 - ``{"episode": {"experiment": name, "game_id": n, "error": null | {...}}}``
-  after each episode;
+  after each episode, once clemcore has written all its files (the host
+  then moves the episode's folder into the run folder);
 - ``{"done": {}}`` at the end; ``{"fatal": {"message": ...}}`` instead when
   the job cannot be played at all.
 
-Host → worker: the ``job`` (first line), then one ``reply`` per ``call``:
+Host → worker: the ``job`` (first line), the ``episodes`` (after ``ready``),
+then one ``reply`` per ``call``:
 ``{"reply": {"prompt": ..., "response": ..., "text": "..."}}`` or
 ``{"reply": {"error": {"kind": ..., "message": ...}}}``.
 """

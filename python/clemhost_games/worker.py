@@ -146,7 +146,6 @@ def play(channel: Channel, job: Dict[str, Any]) -> None:
     spec = GameSpec.from_dict(dict(job["game_spec"]))
     if job.get("instances"):
         spec.instances = job["instances"]
-    episodes: Set[Tuple[str, int]] = {(e, int(i)) for e, i in job["episodes"]}
     models = load_models(channel, job["players"], job["gen_args"])
     results = Path(job["results_dir"])
     infos = Model.to_infos(models)
@@ -176,11 +175,16 @@ def play(channel: Channel, job: Dict[str, Any]) -> None:
         ]
         run_saver = cb_files.RunFileSaver(folder, infos)
     run_dir = folder.to_run_dir_path() if modern else folder.to_models_dir_path()
-    channel.send("ready", {"run_dir": str(run_dir)})
-    if job.get("write_run_file", True):
-        savers.append(run_saver)
-    # The reporter first: a saver that raises cannot hide an episode's end from it.
-    callbacks = GameBenchmarkCallbackList([reporter] + savers)
+    answer = channel.request("ready", {"run_dir": str(run_dir)})
+    if not isinstance(answer.get("episodes"), list):
+        raise ValueError(f"expected the episodes, got {sorted(answer)}")
+    episodes: Set[Tuple[str, int]] = {(e, int(i)) for e, i in answer["episodes"]}
+    savers.append(run_saver)
+    # The reporter last: an episode is reported once every saver has written
+    # its files, so the host can move the folder whole. A saver that raises
+    # skips the reporter's on_game_end; the next episode's start (or the
+    # benchmark's end) then reports the episode as failed.
+    callbacks = GameBenchmarkCallbackList(savers + [reporter])
 
     with GameBenchmark.load_from_spec(spec) as benchmark:
         if modern:
@@ -198,7 +202,44 @@ def play(channel: Channel, job: Dict[str, Any]) -> None:
         dispatch.run(benchmark, instances, models, callbacks=callbacks, batch_size=1)
 
 
+def end_with_the_host() -> None:
+    """Ends this worker when clemhost ends, however it ends (also ``kill -9``).
+
+    On Linux the kernel sends SIGKILL when the host's thread that started
+    the worker is gone (``PR_SET_PDEATHSIG``); elsewhere, and as a fallback,
+    a thread notices that the parent changed. Ctrl-C in a terminal reaches
+    the whole process group: the worker ignores it and the host, which
+    decides what a stop means, ends the worker itself.
+    """
+    import os
+    import signal
+    import sys
+    import threading
+    import time
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent or parent == 1:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.2)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="clemhost-parent-watch", daemon=True).start()
+
+
 def main() -> int:
+    end_with_the_host()
     channel = Channel.take_stdio()
     try:
         version = clemcore_version()

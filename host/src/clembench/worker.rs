@@ -10,12 +10,26 @@ use clemhost_plugin_sdk::Message;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The protocol version both sides speak.
-pub const PROTOCOL_VERSION: u64 = 1;
+pub const PROTOCOL_VERSION: u64 = 2;
+
+/// What the host does at a worker's turning points (one value per worker).
+pub trait WorkerHost: Sync {
+    /// The worker writes into `run_dir` (clemcore named it after the
+    /// models): the episodes it is to play, `(experiment, game_id)`.
+    fn episodes(&self, run_dir: &Path) -> Result<Vec<(String, u64)>, String>;
+    /// An episode ended and clemcore has written all its files.
+    fn episode_ended(&self, run_dir: &Path, report: &EpisodeReport) -> Result<(), String>;
+    /// Whether the worker is to be ended now (Ctrl-C, or the run failed
+    /// elsewhere); checked every 50 ms.
+    fn cancelled(&self) -> bool;
+}
 
 /// How one episode ended, as the worker reported it.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +64,8 @@ pub struct WorkerOutcome {
     pub requests: u64,
     /// Tokens the backends reported.
     pub tokens: u64,
+    /// The worker was ended early ([`WorkerHost::cancelled`]).
+    pub interrupted: bool,
 }
 
 /// Why a worker could not play its job.
@@ -64,13 +80,14 @@ pub enum WorkerError {
 }
 
 /// Plays `job` in a new worker; `players` answer the calls of the job's
-/// players (index for index).
+/// players (index for index). The worker is killed as soon as
+/// `host.cancelled()`; its outcome then says `interrupted`.
 pub fn play(
     python: &Python,
     job: &Map<String, Value>,
     players: &[PlayerModel],
     stop: &StopToken,
-    on_episode: &(dyn Fn(&EpisodeReport) + Sync),
+    host: &dyn WorkerHost,
 ) -> Result<WorkerOutcome, WorkerError> {
     let mut path = python.package_root.clone().into_os_string();
     if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
@@ -106,13 +123,36 @@ pub fn play(
             }
         })
     };
-    let result = converse(&mut input, output, job, players, stop, on_episode);
+    let child = Mutex::new(child);
+    let kill = || {
+        let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
+    };
+    let finished = AtomicBool::new(false);
+    let mut outcome = WorkerOutcome::default();
+    let result = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !finished.load(Ordering::Relaxed) {
+                if host.cancelled() {
+                    kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let r = converse(&mut input, output, job, players, stop, host, &mut outcome);
+        finished.store(true, Ordering::Relaxed);
+        r
+    });
     drop(input);
     if result.is_err() {
-        let _ = child.kill();
+        kill();
     }
-    let status = child.wait();
+    let status = child.into_inner().unwrap_or_else(|p| p.into_inner()).wait();
     let _ = log.join();
+    if result.is_err() && host.cancelled() {
+        outcome.interrupted = true;
+        return Ok(outcome);
+    }
     let tail = tail
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -121,7 +161,7 @@ pub fn play(
         .collect::<Vec<_>>()
         .join("\n");
     match result {
-        Ok(o) => Ok(o),
+        Ok(()) => Ok(outcome),
         Err(message) => Err(WorkerError::Failed(if tail.is_empty() {
             format!("{message} ({})", describe(status))
         } else {
@@ -146,8 +186,9 @@ fn converse(
     job: &Map<String, Value>,
     players: &[PlayerModel],
     stop: &StopToken,
-    on_episode: &(dyn Fn(&EpisodeReport) + Sync),
-) -> Result<WorkerOutcome, String> {
+    host: &dyn WorkerHost,
+    outcome: &mut WorkerOutcome,
+) -> Result<(), String> {
     let mut send = |value: Value| -> Result<(), String> {
         let mut line = serde_json::to_string(&value).expect("JSON values serialise");
         line.push('\n');
@@ -156,7 +197,6 @@ fn converse(
             .and_then(|()| input.flush())
             .map_err(|e| format!("the Python worker stopped reading: {e}"))
     };
-    let mut outcome = WorkerOutcome::default();
     let mut lines = BufReader::new(output).lines();
     let mut started = false;
     loop {
@@ -196,13 +236,19 @@ fn converse(
                 }
             }
             "ready" => {
-                outcome.run_dir = body
+                let run_dir = body
                     .get("run_dir")
                     .and_then(Value::as_str)
-                    .map(PathBuf::from);
+                    .map(PathBuf::from)
+                    .ok_or("the Python worker's 'ready' names no run_dir")?;
+                let episodes = host.episodes(&run_dir)?;
+                outcome.run_dir = Some(run_dir);
+                send(json!({
+                    "episodes": episodes.iter().map(|(e, i)| json!([e, i])).collect::<Vec<_>>()
+                }))?;
             }
             "call" => {
-                let reply = answer(&body, players, stop, &mut outcome);
+                let reply = answer(&body, players, stop, outcome);
                 send(json!({ "reply": reply }))?;
             }
             "episode" => {
@@ -222,10 +268,14 @@ fn converse(
                                 .map(String::from),
                         }),
                 };
-                on_episode(&report);
+                let run_dir = outcome
+                    .run_dir
+                    .clone()
+                    .ok_or("the Python worker reported an episode before 'ready'")?;
+                host.episode_ended(&run_dir, &report)?;
                 outcome.episodes.push(report);
             }
-            "done" => return Ok(outcome),
+            "done" => return Ok(()),
             "fatal" => {
                 let mut m = str_field(&body, "message");
                 if let Some(tb) = body.get("traceback").and_then(Value::as_str) {

@@ -259,6 +259,7 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<Exit> {
         results_dir: results.clone(),
         parallel: Some(1),
         resume: false,
+        shard: None,
         show_progress: false,
     };
     if !args.json {

@@ -63,6 +63,11 @@ pub struct RunArgs {
     /// parse); refused when the recorded settings differ from this run's.
     #[arg(long)]
     pub resume: bool,
+    /// Play only shard K of N (K counts from 0): the episodes sorted by
+    /// (game, experiment, game_id), the i-th going to shard i mod N. For
+    /// Slurm: `sbatch --array=0-7` with `--shard $SLURM_ARRAY_TASK_ID/8`.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<runner::Shard>,
     /// The most model calls in flight per backend.
     #[arg(long, value_name = "N")]
     pub max_concurrent: Option<usize>,
@@ -107,6 +112,7 @@ impl RunArgs {
             results_dir: self.results_dir.clone(),
             parallel: self.parallel,
             resume: self.resume,
+            shard: self.shard,
             show_progress: !self.no_progress && !global.quiet,
         })
     }
@@ -153,8 +159,8 @@ impl RunArgs {
 
 /// Runs the command.
 pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
-    if let Some(plan) = clembench_plan(args)? {
-        return run_clembench(global, args, &plan);
+    if let Some(plan) = clembench_plan(global, args)? {
+        return run_clembench(global, &plan);
     }
     let plan = args.plan(global)?;
     let registry = Registry::load(global)?;
@@ -180,7 +186,7 @@ pub fn run(global: &GlobalArgs, args: &RunArgs) -> Result<Exit> {
 
 /// The clembench plan when `-g` names no native game (a native name wins:
 /// docs/clembench-games.md), `None` for a native game.
-fn clembench_plan(args: &RunArgs) -> Result<Option<ClembenchPlan>> {
+fn clembench_plan(global: &GlobalArgs, args: &RunArgs) -> Result<Option<ClembenchPlan>> {
     if let [one] = args.games.as_slice() {
         if games::find_game(one).is_some() {
             return Ok(None);
@@ -228,13 +234,13 @@ fn clembench_plan(args: &RunArgs) -> Result<Option<ClembenchPlan>> {
         results_dir: args.results_dir.clone(),
         python: python::choose(args.python.as_deref()),
         parallel: args.parallel.unwrap_or(1),
+        resume: args.resume,
+        shard: args.shard,
+        show_progress: !args.no_progress && !global.quiet,
     }))
 }
 
-fn run_clembench(global: &GlobalArgs, args: &RunArgs, plan: &ClembenchPlan) -> Result<Exit> {
-    if args.resume {
-        tracing::warn!("--resume is not yet supported for clembench games; playing every episode");
-    }
+fn run_clembench(global: &GlobalArgs, plan: &ClembenchPlan) -> Result<Exit> {
     let registry = Registry::load(global)?;
     let stop = StopToken::ctrl_c();
     let s = clembench::play(plan, &registry, global, &stop)?;
@@ -243,17 +249,23 @@ fn run_clembench(global: &GlobalArgs, args: &RunArgs, plan: &ClembenchPlan) -> R
     }
     let rows = [
         ("episodes", s.episodes.to_string()),
+        ("skipped (complete)", s.skipped.to_string()),
         ("completed", s.completed.to_string()),
         ("errors", s.errors.to_string()),
+        ("interrupted", s.interrupted.to_string()),
         ("requests", s.requests.to_string()),
+        ("retries", s.retries.to_string()),
         ("tokens", s.tokens.to_string()),
         ("wall time", format!("{:.2} s", s.wall.as_secs_f64())),
     ];
     for (k, v) in rows {
         println!("  {k:<20} {v:>10}");
     }
-    if stop.is_stopped() {
-        return Err(Error::msg("interrupted"));
+    if stop.is_stopped() || s.interrupted > 0 {
+        return Err(Error::msg(format!(
+            "interrupted: {} episode(s) not played; run the same command with --resume to finish them",
+            s.interrupted
+        )));
     }
     if s.errors > 0 {
         eprintln!(

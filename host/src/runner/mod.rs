@@ -20,11 +20,11 @@
 pub mod call;
 pub mod limits;
 pub mod plan;
-mod progress;
+pub(crate) mod progress;
 pub mod setup;
 mod stop;
 
-pub use plan::{find_game, GenSettings, InstancesSource, ModelLimits, RunPlan};
+pub use plan::{find_game, GenSettings, InstancesSource, ModelLimits, RunPlan, Shard};
 pub use setup::{open_models, OpenModel, OpenModels};
 pub use stop::StopToken;
 
@@ -276,15 +276,8 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
     // Experiment files are checked before anything is written (a refused
     // `--resume` changes nothing) and written before any episode, so
     // parallel episodes never race on them.
-    let mut experiment_files = Vec::new();
     let mut jobs = Vec::new();
     for exp in &run.experiments {
-        let path = layout
-            .experiment_dir(game.name(), &exp.name)
-            .join(files::EXPERIMENT);
-        if let Some(record) = experiment_record(&path, exp, game.name(), &pm, plan.resume)? {
-            experiment_files.push((path, record));
-        }
         for inst in &exp.instances {
             let game_id = inst
                 .get("game_id")
@@ -295,6 +288,30 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
                 instance: inst,
                 game_id,
             });
+        }
+    }
+    // run.json counts every episode of the selection, also with --shard, so
+    // that the shards' run.json files are equal but for times (they are
+    // merged by copying: docs/running-games.md).
+    let num_instances = jobs.len() as u64;
+    if let Some(shard) = plan.shard {
+        let keys: Vec<(&str, u64)> = jobs
+            .iter()
+            .map(|j| (j.experiment.name.as_str(), j.game_id))
+            .collect();
+        let mut keep = shard.picks(&keys).into_iter();
+        jobs.retain(|_| keep.next().unwrap_or(false));
+    }
+    let mut experiment_files = Vec::new();
+    for exp in &run.experiments {
+        if !jobs.iter().any(|j| std::ptr::eq(j.experiment, exp)) {
+            continue; // another shard's
+        }
+        let path = layout
+            .experiment_dir(game.name(), &exp.name)
+            .join(files::EXPERIMENT);
+        if let Some(record) = experiment_record(&path, exp, game.name(), &pm, plan.resume)? {
+            experiment_files.push((path, record));
         }
     }
 
@@ -350,7 +367,7 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
                 };
                 match outcome {
                     Ok(o) => {
-                        progress.finished(&label, &o);
+                        progress.finished(&label, progress::what(&o));
                         *outcomes[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(o);
                     }
                     Err(e) => {
@@ -412,7 +429,7 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
             benchmark_end: benchmark_end.iso(),
             duration: clemhost_pyfacts::time::timedelta(took),
             duration_seconds: python_seconds(took),
-            num_instances: summary.episodes as u64,
+            num_instances,
         },
     );
     folder.write_run(&record(&games))?;

@@ -5,7 +5,7 @@ use super::Outcome;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub(super) struct Progress {
+pub(crate) struct Progress {
     total: usize,
     done: AtomicUsize,
     bar: Option<indicatif::ProgressBar>,
@@ -13,7 +13,8 @@ pub(super) struct Progress {
 }
 
 impl Progress {
-    pub(super) fn new(total: usize, show: bool) -> Self {
+    /// `total` episodes; `show`: a bar on a terminal, lines otherwise; nothing when false.
+    pub(crate) fn new(total: usize, show: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = (show && tty).then(|| {
             let bar = indicatif::ProgressBar::new(total as u64);
@@ -33,16 +34,9 @@ impl Progress {
         }
     }
 
-    pub(super) fn finished(&self, label: &str, outcome: &Outcome) {
+    /// One episode ended (or was skipped): `what` says how.
+    pub(crate) fn finished(&self, label: &str, what: &str) {
         let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        let what = match outcome {
-            Outcome::Skipped => "skipped (already complete)",
-            Outcome::Completed { success: true, .. } => "success",
-            Outcome::Completed { aborted: true, .. } => "aborted",
-            Outcome::Completed { .. } => "lost",
-            Outcome::Failed { .. } => "error (see error.json)",
-            Outcome::Interrupted => "interrupted",
-        };
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{label}: {what}"));
             bar.inc(1);
@@ -51,9 +45,27 @@ impl Progress {
         }
     }
 
-    pub(super) fn done(&self) {
+    /// Clears the bar.
+    pub(crate) fn done(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
     }
 }
+
+/// How a native episode ended, in the words of the progress output.
+pub(super) fn what(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Skipped => SKIPPED,
+        Outcome::Completed { success: true, .. } => "success",
+        Outcome::Completed { aborted: true, .. } => "aborted",
+        Outcome::Completed { .. } => "lost",
+        Outcome::Failed { .. } => FAILED,
+        Outcome::Interrupted => "interrupted",
+    }
+}
+
+/// A complete episode that `--resume` does not play again.
+pub(crate) const SKIPPED: &str = "skipped (already complete)";
+/// An episode that wrote `error.json`.
+pub(crate) const FAILED: &str = "error (see error.json)";

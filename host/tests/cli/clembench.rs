@@ -3,7 +3,7 @@
 //! `scripts/clembench-venvs` (CI's scripts/setup makes them); without
 //! either they say why and pass.
 
-use crate::times::without_times;
+use crate::times::tree_without_times;
 use crate::util::{clemhost_cache, shared_dir, stderr, stdout, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -22,27 +22,6 @@ fn venv_python(name: &str) -> Option<PathBuf> {
         );
         None
     }
-}
-
-/// Every JSON file under `dir`, by relative path, times and durations left out.
-fn tree_without_times(dir: &Path) -> BTreeMap<PathBuf, Value> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Value>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-                out.insert(
-                    p.strip_prefix(root).unwrap().to_path_buf(),
-                    without_times(&v),
-                );
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 /// A tool's exit code and results tree.
@@ -372,10 +351,14 @@ struct Loopback {
 
 impl Loopback {
     fn start() -> Self {
+        Self::with_latency_ms(0)
+    }
+
+    fn with_latency_ms(latency: u32) -> Self {
         use std::io::BufRead;
         let mut child = Command::new("python3")
             .arg(crate::util::repo_root().join("scripts/loopback_openai.py"))
-            .args(["--max-seconds", "600"])
+            .args(["--max-seconds", "600", "--latency-ms", &latency.to_string()])
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("python3 runs the loopback server");
@@ -481,5 +464,345 @@ fn clem_run_and_clemhost_run_write_the_same_files_for_the_same_answers() {
     assert!(
         any_clue,
         "the loopback server's answers are in the transcripts"
+    );
+}
+
+/// The games' folder of the shared snapshot and NLTK's data, for `run`.
+fn snapshot(shared: &Path) -> (PathBuf, PathBuf) {
+    (
+        shared.join("reference/clembench").canonicalize().unwrap(),
+        shared.join("reference/nltk_data"),
+    )
+}
+
+/// `clemhost run` of clembench games with `python`, in `env`.
+fn clembench_run(env: &TestEnv, shared: &Path, python: &Path, args: &[&str]) -> Command {
+    let (games, nltk) = snapshot(shared);
+    let mut c = env.cmd();
+    c.env("NLTK_DATA", nltk)
+        .arg("--plugin-dir")
+        .arg(crate::util::plugin_build_dir())
+        .arg("run")
+        .args(args)
+        .arg("--games-dir")
+        .arg(games)
+        .arg("--python")
+        .arg(python);
+    c
+}
+
+/// A summary row's number.
+fn row(out: &std::process::Output, name: &str) -> u64 {
+    stdout(out)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(name))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} row in {}", stdout(out)))
+}
+
+/// The instance folders under an experiment folder.
+fn instance_dirs(exp: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(exp)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed().as_secs() < 120, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// `kill -9` and Ctrl-C mid-run leave only whole episodes in the run
+/// folder (clemcore 3.3 writes no signal file, so a half-written episode
+/// would otherwise look like a finished one); `--resume` plays only the
+/// rest, removes the killed run's staging folder, and the tree equals an
+/// uninterrupted run's.
+#[test]
+fn killed_and_interrupted_runs_resume_to_an_uninterrupted_runs_files() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    crate::util::built_plugin("openai_compatible");
+    let server = Loopback::with_latency_ms(60);
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "loop", "backend": "openai_compatible", "model_id": "loopback"}]"#,
+    );
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"openai_compatible": {{"api_key": "sk-test", "base_url": "http://127.0.0.1:{}/v1"}}}}"#,
+            server.port
+        ),
+    );
+    let args = |dir: &'static str, more: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec![
+            "-g",
+            "taboo",
+            "-m",
+            "loop",
+            "-e",
+            "high_en",
+            "-r",
+            dir,
+            "--parallel",
+            "2",
+        ];
+        v.extend_from_slice(more);
+        v
+    };
+    let exp = env.path().join("cut/loop-t0.0/taboo/high_en");
+    let whole_episodes = |exp: &Path| {
+        for d in instance_dirs(exp) {
+            for f in ["instance.json", "interactions.json", "requests.json"] {
+                let text = std::fs::read_to_string(d.join(f))
+                    .unwrap_or_else(|e| panic!("{}/{f}: {e}", d.display()));
+                serde_json::from_str::<Value>(&text)
+                    .unwrap_or_else(|e| panic!("{}/{f}: {e}", d.display()));
+            }
+        }
+        instance_dirs(exp).len()
+    };
+
+    // kill -9 after two episodes.
+    let mut child = clembench_run(&env, &shared, &python, &args("cut", &[]))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("two episodes", || instance_dirs(&exp).len() >= 2);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500)); // the workers end with it
+    let after_kill = whole_episodes(&exp);
+    assert!(after_kill < 20, "killed before the end");
+    assert_eq!(
+        whole_episodes(&exp),
+        after_kill,
+        "nothing writes after the kill"
+    );
+    let staging: Vec<_> = std::fs::read_dir(env.path().join("cut"))
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".clemhost-staging-")
+        })
+        .collect();
+    assert!(!staging.is_empty(), "the killed run's staging folders stay");
+
+    // Ctrl-C during the resumed run.
+    let child = clembench_run(&env, &shared, &python, &args("cut", &["--resume"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("one more episode", || {
+        instance_dirs(&exp).len() > after_kill
+    });
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    assert_eq!(row(&out, "skipped (complete)"), after_kill as u64);
+    let after_interrupt = whole_episodes(&exp);
+    assert!(row(&out, "interrupted") >= 1, "{}", stdout(&out));
+
+    // The last resume plays only what is missing.
+    let out = clembench_run(&env, &shared, &python, &args("cut", &["--resume"]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(row(&out, "skipped (complete)"), after_interrupt as u64);
+    assert_eq!(row(&out, "completed"), 20 - after_interrupt as u64);
+    let left: Vec<_> = std::fs::read_dir(env.path().join("cut"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["loop-t0.0"], "the stale staging folders are gone");
+
+    let out = clembench_run(&env, &shared, &python, &args("whole", &[]))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (cut, whole) = (
+        tree_without_times(&env.path().join("cut")),
+        tree_without_times(&env.path().join("whole")),
+    );
+    assert_eq!(cut.len(), 2 + 20 * 3);
+    assert_same_trees(&whole, &cut);
+}
+
+/// clemcore 3.7 records the generation arguments: `--resume` with another
+/// `-l` is refused before anything in the run folder changes.
+#[test]
+fn resume_with_other_settings_is_refused_and_changes_nothing() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.7") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let base = [
+        "-g",
+        "taboo",
+        "-m",
+        "mock",
+        "-e",
+        "high_en",
+        "--no-progress",
+    ];
+    let out = clembench_run(&env, &shared, &python, &base)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = env.path().join("results/mock");
+    // One episode to play again, so that the resumed run reaches a worker.
+    std::fs::remove_dir_all(run_dir.join("taboo/high_en/instance_00003")).unwrap();
+    let snapshot = |dir: &Path| -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.insert(e.path(), std::fs::read_to_string(e.path()).unwrap());
+                }
+            }
+        }
+        out
+    };
+    let before = snapshot(&env.path().join("results"));
+    let mut args = base.to_vec();
+    args.extend(["--resume", "-l", "100"]);
+    let out = clembench_run(&env, &shared, &python, &args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("other settings") && err.contains("player_models"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&env.path().join("results")),
+        before,
+        "nothing changed, no staging folder left"
+    );
+    // The same settings resume.
+    let mut args = base.to_vec();
+    args.push("--resume");
+    let out = clembench_run(&env, &shared, &python, &args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(row(&out, "skipped (complete)"), 19);
+    assert_eq!(row(&out, "completed"), 1);
+}
+
+/// `-g taboo -g wordle` plays both into one run folder; run.json has both.
+#[test]
+fn several_games_play_into_one_results_dir() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let out = clembench_run(
+        &env,
+        &shared,
+        &python,
+        &[
+            "-g",
+            "taboo",
+            "-g",
+            "wordle",
+            "-m",
+            "mock",
+            "--parallel",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_dir = env.path().join("results/mock-t0.0");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    let games: Vec<&String> = run["games"].as_object().unwrap().keys().collect();
+    assert_eq!(games, ["taboo", "wordle"]);
+    let mut total = 0;
+    for game in ["taboo", "wordle"] {
+        let episodes: usize = std::fs::read_dir(run_dir.join(game))
+            .unwrap()
+            .flatten()
+            .map(|e| instance_dirs(&e.path()).len())
+            .sum();
+        assert!(episodes > 0, "{game}");
+        assert_eq!(
+            run["games"][game]["num_instances"], episodes as u64,
+            "{game}"
+        );
+        total += episodes;
+    }
+    assert_eq!(row(&out, "episodes"), total as u64);
+    assert_eq!(row(&out, "completed"), total as u64);
+}
+
+/// Three shards, each into its own folder, merged with `cp -r`, give the
+/// unsharded run's files (times aside; every shard's run.json counts all
+/// episodes, so whichever is copied last is the right one).
+#[test]
+fn shards_of_a_clembench_game_merged_by_copying_equal_an_unsharded_run() {
+    let Some(shared) = shared_dir() else { return };
+    let Some(python) = venv_python("clembench-3.3") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let play = |dir: &str, extra: &[&str]| {
+        let mut args = vec!["-g", "taboo", "-m", "mock", "-e", "high_en", "-r", dir];
+        args.extend_from_slice(extra);
+        let out = clembench_run(&env, &shared, &python, &args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    play("whole", &[]);
+    std::fs::create_dir(env.path().join("merged")).unwrap();
+    let mut played = Vec::new();
+    for k in 0..3 {
+        let dir = format!("shard{k}");
+        let shard = format!("{k}/3");
+        played.push(row(&play(&dir, &["--shard", &shard]), "episodes"));
+        let copied = Command::new("cp")
+            .arg("-r")
+            .arg(env.path().join(&dir).join("."))
+            .arg(env.path().join("merged"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    assert_eq!(played, [7, 7, 6], "20 episodes dealt out");
+    assert_same_trees(
+        &tree_without_times(&env.path().join("whole")),
+        &tree_without_times(&env.path().join("merged")),
     );
 }

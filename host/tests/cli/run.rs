@@ -727,3 +727,72 @@ fn smollm2_on_llamacpp_plays_every_episode_and_is_recorded_as_clemcore() {
         );
     }
 }
+
+/// Three shards of hellogame, each into its own folder, merged with
+/// `cp -r`: the unsharded run's files (times aside) and its eval tables.
+#[test]
+fn shards_merged_by_copying_equal_an_unsharded_run_and_its_eval() {
+    let env = TestEnv::new();
+    let ok = |args: &[&str]| {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        out
+    };
+    ok(&["run", "-g", "hellogame", "-m", "mock", "-r", "whole"]);
+    std::fs::create_dir(env.path().join("merged")).unwrap();
+    let mut played = Vec::new();
+    for k in 0..3 {
+        let (dir, shard) = (format!("shard{k}"), format!("{k}/3"));
+        let out = ok(&[
+            "run",
+            "-g",
+            "hellogame",
+            "-m",
+            "mock",
+            "-r",
+            &dir,
+            "--shard",
+            &shard,
+        ]);
+        played.push(summary(&out, "episodes"));
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(env.path().join(&dir).join("."))
+            .arg(env.path().join("merged"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+    }
+    assert_eq!(played, [4, 3, 3], "10 episodes dealt out");
+    let (whole, merged) = (
+        crate::times::tree_without_times(&env.path().join("whole")),
+        crate::times::tree_without_times(&env.path().join("merged")),
+    );
+    assert_eq!(
+        whole.keys().collect::<Vec<_>>(),
+        merged.keys().collect::<Vec<_>>()
+    );
+    for (p, v) in &whole {
+        assert_eq!(&merged[p], v, "{} differs", p.display());
+    }
+    for dir in ["whole", "merged"] {
+        ok(&["score", "-r", dir]);
+        ok(&["eval", "-r", dir]);
+    }
+    for table in ["raw.csv", "results.csv"] {
+        let read = |dir: &str| std::fs::read_to_string(env.path().join(dir).join(table)).unwrap();
+        assert_eq!(read("whole"), read("merged"), "{table}");
+    }
+}
+
+#[test]
+fn shard_k_counts_from_zero_and_a_wrong_one_says_so() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--shard", "8/8"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("counts from 0") && err.contains("0 to 7"),
+        "{err}"
+    );
+}
