@@ -279,6 +279,14 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
     let mut experiment_files = Vec::new();
     let mut jobs = Vec::new();
     for exp in &run.experiments {
+        // No folder this run writes into (or clears) is a link out of the tree.
+        results::refuse_link(&layout.run_dir.join(game.name()))?;
+        results::refuse_link(&layout.experiment_dir(game.name(), &exp.name))?;
+        for inst in &exp.instances {
+            if let Some(id) = inst.get("game_id").and_then(Value::as_u64) {
+                results::refuse_link(&layout.episode_dir(game.name(), &exp.name, id))?;
+            }
+        }
         let path = layout
             .experiment_dir(game.name(), &exp.name)
             .join(files::EXPERIMENT);
