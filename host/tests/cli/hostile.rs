@@ -520,3 +520,51 @@ fn control_characters_from_input_reach_the_terminal_escaped() {
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(err.contains("x\\u{1b}]0;owned\\u{7}\\u{1b}[2J"), "{err}");
 }
+
+/// Listings print names from files of others (registries, key files,
+/// clemgame.json, a results tree's folder names): their control characters
+/// reach the terminal escaped, as in error messages.
+#[test]
+fn listings_escape_control_characters_from_files_of_others() {
+    let env = TestEnv::new();
+    let esc = "x\u{1b}]0;owned\u{7}\u{1b}[2J\r";
+    env.write(
+        "model_registry.json",
+        &serde_json::json!([{"model_name": format!("m{esc}"), "backend": format!("b{esc}")}])
+            .to_string(),
+    );
+    env.write(
+        "key.json",
+        &serde_json::json!({format!("s{esc}"): {"api_key": format!("k{esc}-0123456789abcdef")}})
+            .to_string(),
+    );
+    env.write(
+        "games/g/clemgame.json",
+        &serde_json::json!({"game_name": format!("g{esc}"), "players": 1}).to_string(),
+    );
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    assert!(env.run(&["score"]).status.success());
+    std::fs::rename(
+        env.path().join("results/mock"),
+        env.path().join(format!("results/mock{esc}")),
+    )
+    .expect("rename");
+    for args in [
+        &["models", "list"][..],
+        &["keys", "list"],
+        &["games", "list"],
+        &["eval"],
+    ] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+            "{args:?}: {text:?}"
+        );
+        assert!(text.contains("\\u{1b}]0;owned"), "{args:?}: {text}");
+    }
+}
