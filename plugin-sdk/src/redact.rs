@@ -114,16 +114,27 @@ fn url_spans(text: &str, spans: &mut Vec<(usize, usize)>) {
             let user_end = url[..at].find(':').map_or(0, |c| c + 1);
             if at > user_end {
                 spans.push((auth_start + user_end, auth_start + at));
+            } else if user_end > 1 {
+                // `TOKEN:@host`: no password, so the user part is the secret.
+                spans.push((auth_start, auth_start + user_end - 1));
             }
         }
-        if let Some(q) = url.find('?') {
-            let query_start = auth_start + q + 1;
-            let query_end = auth_start + url[q..].find('#').map_or(url.len(), |h| q + h);
-            let mut pos = query_start;
-            for pair in text[query_start..query_end].split('&') {
+        // Parameters of the query and of the fragment (`#access_token=...`).
+        let q = url.find('?');
+        let h = url.find('#');
+        let mut sections = Vec::new();
+        if let Some(q) = q.filter(|q| h.is_none_or(|h| *q < h)) {
+            sections.push((q + 1, h.unwrap_or(url.len())));
+        }
+        if let Some(h) = h {
+            sections.push((h + 1, url.len()));
+        }
+        for (from_rel, to_rel) in sections {
+            let (start, stop) = (auth_start + from_rel, auth_start + to_rel);
+            let mut pos = start;
+            for pair in text[start..stop].split('&') {
                 if let Some(eq) = pair.find('=') {
-                    let name = pair[..eq].to_ascii_lowercase();
-                    if SECRET_PARAMS.contains(&name.as_str()) && eq + 1 < pair.len() {
+                    if secret_param(&pair[..eq].to_ascii_lowercase()) && eq + 1 < pair.len() {
                         spans.push((pos + eq + 1, pos + pair.len()));
                     }
                 }
@@ -132,6 +143,23 @@ fn url_spans(text: &str, spans: &mut Vec<(usize, usize)>) {
         }
         from = end.max(auth_start);
     }
+}
+
+/// Whether a URL parameter of this (lower-case) name carries a credential:
+/// one of [`SECRET_PARAMS`], or a name ending like one
+/// (`X-Amz-Signature`, `x-amz-security-token`, `client_secret`).
+fn secret_param(name: &str) -> bool {
+    SECRET_PARAMS.contains(&name)
+        || [
+            "key",
+            "token",
+            "secret",
+            "password",
+            "signature",
+            "credential",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// The end of a value starting at `start` (after an optional scheme word).
@@ -290,6 +318,19 @@ mod tests {
         );
         assert_eq!(redact("https://TOKEN@h/v1"), "https://***@h/v1");
         assert_eq!(redact("see http://h/v1 and x@y"), "see http://h/v1 and x@y");
+        assert_eq!(redact("http://TOKEN:@h/v1"), "http://***:@h/v1");
+        assert_eq!(
+            redact("https://h/v1#access_token=SECRET&state=1"),
+            "https://h/v1#access_token=***&state=1"
+        );
+        assert_eq!(
+            redact("https://b.s3/x?X-Amz-Credential=AK&X-Amz-Signature=SIG&n=1"),
+            "https://b.s3/x?X-Amz-Credential=***&X-Amz-Signature=***&n=1"
+        );
+        assert_eq!(
+            redact("https://h/v1?alt=json#top"),
+            "https://h/v1?alt=json#top"
+        );
         assert_eq!(
             redact("\"http://a:b@h/p?key=SECRET&alt=json\""),
             "\"http://a:***@h/p?key=***&alt=json\""
