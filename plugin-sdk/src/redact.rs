@@ -9,7 +9,10 @@
 //! - the values of headers that carry credentials, in the shapes servers
 //!   echo them (`authorization: Bearer ...`, `"x-api-key": "..."`,
 //!   `x-goog-api-key=...`), keeping the scheme word (`Bearer ***`);
-//! - any `Bearer <token>`.
+//! - any `Bearer <token>`;
+//! - tokens in the shapes of well-known API keys (`sk-...`, `sk-ant-...`,
+//!   `AIza...`, `hf_...`, ...) wherever they stand, since a server may echo
+//!   the key itself in an error message ("invalid key sk-...").
 //!
 //! ```
 //! use clemhost_plugin_sdk::redact::redact;
@@ -51,6 +54,15 @@ const SECRET_PARAMS: &[&str] = &[
     "signature",
 ];
 
+/// Prefixes of well-known API keys: a token starting with one of these and
+/// followed by at least [`KEY_TAIL`] key characters is masked anywhere.
+const KEY_PREFIXES: &[&str] = &[
+    "sk-", "sk_", "hf_", "aiza", "gsk_", "xai-", "r8_", "pplx-", "nvapi-", "csk-",
+];
+
+/// The fewest key characters after a [`KEY_PREFIXES`] prefix that count as a key.
+const KEY_TAIL: usize = 16;
+
 /// Authorization schemes kept in front of the masked value.
 const SCHEMES: &[&str] = &["bearer", "basic", "token", "digest"];
 
@@ -66,6 +78,7 @@ pub fn redact(text: &str) -> Cow<'_, str> {
     url_spans(text, &mut spans);
     header_spans(&lower, &mut spans);
     bearer_spans(&lower, &mut spans);
+    key_spans(&lower, &mut spans);
     if spans.is_empty() {
         return Cow::Borrowed(text);
     }
@@ -101,16 +114,27 @@ fn url_spans(text: &str, spans: &mut Vec<(usize, usize)>) {
             let user_end = url[..at].find(':').map_or(0, |c| c + 1);
             if at > user_end {
                 spans.push((auth_start + user_end, auth_start + at));
+            } else if user_end > 1 {
+                // `TOKEN:@host`: no password, so the user part is the secret.
+                spans.push((auth_start, auth_start + user_end - 1));
             }
         }
-        if let Some(q) = url.find('?') {
-            let query_start = auth_start + q + 1;
-            let query_end = auth_start + url[q..].find('#').map_or(url.len(), |h| q + h);
-            let mut pos = query_start;
-            for pair in text[query_start..query_end].split('&') {
+        // Parameters of the query and of the fragment (`#access_token=...`).
+        let q = url.find('?');
+        let h = url.find('#');
+        let mut sections = Vec::new();
+        if let Some(q) = q.filter(|q| h.is_none_or(|h| *q < h)) {
+            sections.push((q + 1, h.unwrap_or(url.len())));
+        }
+        if let Some(h) = h {
+            sections.push((h + 1, url.len()));
+        }
+        for (from_rel, to_rel) in sections {
+            let (start, stop) = (auth_start + from_rel, auth_start + to_rel);
+            let mut pos = start;
+            for pair in text[start..stop].split('&') {
                 if let Some(eq) = pair.find('=') {
-                    let name = pair[..eq].to_ascii_lowercase();
-                    if SECRET_PARAMS.contains(&name.as_str()) && eq + 1 < pair.len() {
+                    if secret_param(&pair[..eq].to_ascii_lowercase()) && eq + 1 < pair.len() {
                         spans.push((pos + eq + 1, pos + pair.len()));
                     }
                 }
@@ -119,6 +143,23 @@ fn url_spans(text: &str, spans: &mut Vec<(usize, usize)>) {
         }
         from = end.max(auth_start);
     }
+}
+
+/// Whether a URL parameter of this (lower-case) name carries a credential:
+/// one of [`SECRET_PARAMS`], or a name ending like one
+/// (`X-Amz-Signature`, `x-amz-security-token`, `client_secret`).
+fn secret_param(name: &str) -> bool {
+    SECRET_PARAMS.contains(&name)
+        || [
+            "key",
+            "token",
+            "secret",
+            "password",
+            "signature",
+            "credential",
+        ]
+        .iter()
+        .any(|s| name.ends_with(s))
 }
 
 /// The end of a value starting at `start` (after an optional scheme word).
@@ -160,13 +201,22 @@ fn header_spans(lower: &str, spans: &mut Vec<(usize, usize)>) {
                 continue;
             }
             let mut i = from;
-            if bytes.get(i).is_some_and(|b| *b == b'"' || *b == b'\'') {
+            // The closing quote of a quoted name, possibly escaped
+            // (`\"x-api-key\": ...` inside another JSON string).
+            while bytes.get(i).is_some_and(|b| *b == b'\\') {
+                i += 1;
+            }
+            let quoted = bytes.get(i).is_some_and(|b| *b == b'"' || *b == b'\'');
+            if quoted {
                 i += 1;
             }
             while bytes.get(i).is_some_and(|b| *b == b' ' || *b == b'\t') {
                 i += 1;
             }
-            if !bytes.get(i).is_some_and(|b| *b == b':' || *b == b'=') {
+            // `name: value`, `name=value`, or a quoted pair
+            // (`["x-api-key", "..."]`, Python's `('x-api-key', '...')`).
+            let separator = |b: &u8| *b == b':' || *b == b'=' || (quoted && *b == b',');
+            if !bytes.get(i).is_some_and(separator) {
                 continue;
             }
             i += 1;
@@ -182,6 +232,30 @@ fn header_spans(lower: &str, spans: &mut Vec<(usize, usize)>) {
             }
             if let Some(span) = value_span(lower, i) {
                 spans.push(span);
+            }
+        }
+    }
+}
+
+/// Spans of tokens shaped like well-known API keys ([`KEY_PREFIXES`]).
+fn key_spans(lower: &str, spans: &mut Vec<(usize, usize)>) {
+    let bytes = lower.as_bytes();
+    let key_char = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    for prefix in KEY_PREFIXES {
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(prefix) {
+            let start = from + found;
+            from = start + prefix.len();
+            if start > 0 && key_char(bytes[start - 1]) {
+                continue;
+            }
+            let mut end = from;
+            while end < bytes.len() && key_char(bytes[end]) {
+                end += 1;
+            }
+            if end - from >= KEY_TAIL {
+                spans.push((start, end));
+                from = end;
             }
         }
     }
@@ -244,6 +318,19 @@ mod tests {
         );
         assert_eq!(redact("https://TOKEN@h/v1"), "https://***@h/v1");
         assert_eq!(redact("see http://h/v1 and x@y"), "see http://h/v1 and x@y");
+        assert_eq!(redact("http://TOKEN:@h/v1"), "http://***:@h/v1");
+        assert_eq!(
+            redact("https://h/v1#access_token=SECRET&state=1"),
+            "https://h/v1#access_token=***&state=1"
+        );
+        assert_eq!(
+            redact("https://b.s3/x?X-Amz-Credential=AK&X-Amz-Signature=SIG&n=1"),
+            "https://b.s3/x?X-Amz-Credential=***&X-Amz-Signature=***&n=1"
+        );
+        assert_eq!(
+            redact("https://h/v1?alt=json#top"),
+            "https://h/v1?alt=json#top"
+        );
         assert_eq!(
             redact("\"http://a:b@h/p?key=SECRET&alt=json\""),
             "\"http://a:***@h/p?key=***&alt=json\""
@@ -266,6 +353,44 @@ mod tests {
             ("x-goog-api-key=AIza123", "x-goog-api-key=***"),
             ("got Bearer abc.def from", "got Bearer *** from"),
             ("no-authorization-here", "no-authorization-here"),
+            // Escaped inside another JSON string, without a scheme word.
+            (
+                r#"{\"x-api-key\":\"sk-ant-1\"}"#,
+                r#"{\"x-api-key\":\"***\"}"#,
+            ),
+            (
+                r#"\\\"api-key\\\": \\\"k-1\\\""#,
+                r#"\\\"api-key\\\": \\\"***\\\""#,
+            ),
+            // Headers echoed as pairs.
+            (r#"[["x-api-key", "k-1"]]"#, r#"[["x-api-key", "***"]]"#),
+            ("[('x-api-key', 'k-1')]", "[('x-api-key', '***')]"),
+            ("authorization, content-type", "authorization, content-type"),
+        ] {
+            assert_eq!(redact(input), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn keys_echoed_bare_are_masked_by_their_shape() {
+        for (input, want) in [
+            (
+                "invalid key sk-proj-abcdefghijklmnop0123, try again",
+                "invalid key ***, try again",
+            ),
+            ("key=sk-ant-api03-AAAAAAAAAAAAAAAAAAAA.", "key=***."),
+            ("AIzaSyAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "***"),
+            ("token hf_abcdefghijklmnopqrstu", "token ***"),
+            // OpenAI's own masked form, short words and names stay.
+            (
+                "Incorrect API key provided: sk-proj-****abcd",
+                "Incorrect API key provided: sk-proj-****abcd",
+            ),
+            (
+                "task-abcdefghijklmnopqrstuvwxyz ask-me",
+                "task-abcdefghijklmnopqrstuvwxyz ask-me",
+            ),
+            ("sk-short", "sk-short"),
         ] {
             assert_eq!(redact(input), want, "{input}");
         }

@@ -118,6 +118,15 @@ pub fn episodes_of(
                 path.display()
             ))
         })?;
+        // clemcore joins the name into the results path as it is; an
+        // instances file given with -i may come from others. (Duplicate
+        // names are clembench's own: codenames has them, so they stay.)
+        if let Err(rule) = crate::results::names::check_component(name) {
+            return Err(Error::msg(format!(
+                "{}: experiments[{i}].name {name:?} cannot name a results folder: {rule}; rename the experiment",
+                path.display()
+            )));
+        }
         names.push(name.to_string());
         if experiment.is_some_and(|x| x != name) {
             continue;

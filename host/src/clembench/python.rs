@@ -37,6 +37,15 @@ const PACKAGE: [(&str, &str); 5] = [
     ),
 ];
 
+/// The first lines of every program clemhost hands to `python -c`: they
+/// take the working directory off `sys.path`. `python -c` and `python -m`
+/// put it first, so a `csv.py`, an `email/` or a `clemhost_games/` folder
+/// there would be imported instead of the real module: code from a cloned
+/// repository, run with the keys in clemhost's environment. Games still
+/// import their own modules (clemcore adds each game's folder itself).
+pub const WITHOUT_CWD_ON_PATH: &str =
+    "import sys\nif sys.path and sys.path[0] in ('', '.'):\n    del sys.path[0]\n";
+
 /// An interpreter with a supported clemcore.
 #[derive(Clone, Debug)]
 pub struct Python {
@@ -63,10 +72,10 @@ pub fn check(interpreter: &Path) -> Result<Python> {
         interpreter.display()
     );
     let out = Command::new(interpreter)
-        .args([
-            "-c",
-            "import importlib.metadata as m\ntry:\n print(m.version('clemcore'))\nexcept m.PackageNotFoundError:\n print('')",
-        ])
+        .arg("-c")
+        .arg(format!(
+            "{WITHOUT_CWD_ON_PATH}import importlib.metadata as m\ntry:\n print(m.version('clemcore'))\nexcept m.PackageNotFoundError:\n print('')"
+        ))
         .output()
         .map_err(|e| {
             Error::msg(format!(

@@ -1,4 +1,4 @@
-//! One Python worker process (`python -m clemhost_games`) and the host's
+//! One Python worker process (`clemhost_games` run as `__main__`) and the host's
 //! end of its pipe: the job goes in, model calls come out and are answered
 //! by the host's models, episode outcomes are collected. The messages are
 //! described in `python/clemhost_games/protocol.py`.
@@ -95,7 +95,13 @@ pub fn play(
         path.push(old);
     }
     let mut child = Command::new(&python.interpreter)
-        .args(["-m", "clemhost_games"])
+        // Not `-m clemhost_games`: that would put the working directory
+        // first on `sys.path` (see `WITHOUT_CWD_ON_PATH`).
+        .arg("-c")
+        .arg(format!(
+            "{}import runpy\nrunpy.run_module('clemhost_games', run_name='__main__', alter_sys=True)\n",
+            super::python::WITHOUT_CWD_ON_PATH
+        ))
         .env("PYTHONPATH", path)
         .env("PYTHONUNBUFFERED", "1")
         .stdin(Stdio::piped())

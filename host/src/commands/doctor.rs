@@ -295,7 +295,8 @@ pub fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<Exit> {
     } else {
         for f in &findings {
             println!("[{}] {}", f.verdict.to_uppercase(), f.check);
-            println!("    {}", f.evidence);
+            // The evidence quotes the model's answers.
+            println!("    {}", crate::error::escape_for_terminal(&f.evidence));
             if let Some(fix) = &f.fix {
                 println!("    fix: {fix}");
             }

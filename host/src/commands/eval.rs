@@ -269,7 +269,9 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
     html.push_str("</table>\n</body></html>\n");
     write(&root.join("results.html"), &html)?;
 
-    print!("{md}");
+    // Model, game and experiment names are folder names of a results tree
+    // that may come from elsewhere.
+    print!("{}", crate::error::escape_for_terminal(&md));
     println!(
         "saved {}, {}, {} and {}",
         root.join("raw.csv").display(),

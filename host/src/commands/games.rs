@@ -79,7 +79,8 @@ pub fn run(_global: &GlobalArgs, cmd: &GamesCommand) -> Result<Exit> {
             .filter(|n| !n.is_empty())
             .map(|n| format!(" ({n})"))
             .unwrap_or_default();
-        println!(
+        // Game names come from clemgame.json files of others.
+        let line = format!(
             "{:<32} {:>7} {:<10} {:>9}  {}{note}",
             r["name"].as_str().unwrap_or_default(),
             r["players"],
@@ -87,6 +88,7 @@ pub fn run(_global: &GlobalArgs, cmd: &GamesCommand) -> Result<Exit> {
             count,
             r["path"].as_str().unwrap_or_default(),
         );
+        println!("{}", crate::error::escape_for_terminal(&line));
     }
     Ok(Exit::Success)
 }

@@ -57,9 +57,12 @@ pub(crate) struct Page {
 }
 
 impl Page {
-    /// Adds one line.
+    /// Adds one line, its control characters escaped: registry and key
+    /// files from others name the models and sections shown
+    /// ([`crate::error::escape_for_terminal`]).
     pub(crate) fn line(&mut self, s: impl AsRef<str>) {
-        self.text.push_str(s.as_ref());
+        self.text
+            .push_str(&crate::error::escape_for_terminal(s.as_ref()));
         self.text.push('\n');
     }
 

@@ -200,7 +200,8 @@ fn print_table(dirs: &[PathBuf], rows: &[PluginRow]) {
                 s.push_str("  ");
             }
         }
-        println!("{}", s.trim_end());
+        // File names in ./plugins are not the user's.
+        println!("{}", crate::error::escape_for_terminal(s.trim_end()));
     };
     line(header);
     for row in &cells {

@@ -166,7 +166,8 @@ fn render(global: &GlobalArgs, args: &RenderArgs) -> Result<Exit> {
             Ok(Exit::Success)
         }
         Err(TemplateError::Raised(message)) => {
-            eprintln!("{message}");
+            // The template is not ours: its message may carry escape sequences.
+            eprintln!("{}", crate::error::escape_for_terminal(&message));
             Ok(Exit::TemplateRaised)
         }
         Err(

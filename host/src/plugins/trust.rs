@@ -6,7 +6,13 @@
 //! group nor others, and every directory from that file up to `/` (and from
 //! the directory holding a symlink up to `/`) is owned by the user or root
 //! and writable by neither group nor others, unless it has the sticky bit
-//! (like `/tmp`, where nobody may replace a file they do not own). The file
+//! (like `/tmp`, where nobody may replace a file they do not own) and is
+//! owned by the user or root (the owner of a sticky folder may replace
+//! anything in it). A folder writable by a group is accepted only when that
+//! group can already write a folder above the running clemhost executable
+//! (Debian's `/usr/local`, `root:staff` mode 2775, with clemhost installed
+//! in `/usr/local/bin`): its members can replace clemhost itself, so a
+//! plugin beside it gives them nothing more. The file
 //! is opened once, checked through its descriptor (`fstat`), and the dynamic
 //! loader is given that descriptor (`/proc/self/fd/N` on Linux), so a file
 //! swapped in after the check is never the one loaded.
@@ -104,8 +110,9 @@ pub fn open_trusted(path: &Path) -> Result<TrustedFile, String> {
     }
     dirs.sort();
     dirs.dedup();
+    let exe_groups = exe_writer_groups(uid);
     for dir in dirs.iter().rev() {
-        check_dir(dir, uid)?;
+        check_dir(dir, uid, &exe_groups)?;
     }
     Ok(TrustedFile {
         file,
@@ -113,14 +120,38 @@ pub fn open_trusted(path: &Path) -> Result<TrustedFile, String> {
     })
 }
 
+/// The groups that can already replace the running executable: the groups
+/// of the folders above it that are group-writable (not sticky) and owned
+/// by root or the user.
 #[cfg(unix)]
-fn check_dir(dir: &Path, uid: u32) -> Result<(), String> {
+fn exe_writer_groups(uid: u32) -> Vec<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let Some(exe) = std::env::current_exe()
+        .ok()
+        .and_then(|e| std::fs::canonicalize(e).ok())
+    else {
+        return Vec::new();
+    };
+    exe.ancestors()
+        .skip(1)
+        .filter_map(|d| std::fs::metadata(d).ok())
+        .filter(|m| m.mode() & 0o020 != 0 && m.mode() & 0o1000 == 0)
+        .filter(|m| m.uid() == uid || m.uid() == 0)
+        .map(|m| m.gid())
+        .collect()
+}
+
+/// Checks one folder above a plugin; `exe_groups` are the groups that can
+/// already replace the executable ([`exe_writer_groups`]).
+#[cfg(unix)]
+fn check_dir(dir: &Path, uid: u32, exe_groups: &[u32]) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(dir)
         .map_err(|e| format!("cannot read its directory {}: {e}", dir.display()))?;
-    // With the sticky bit (like /tmp), others cannot replace what they do not own.
+    // With the sticky bit (like /tmp), others cannot replace what they do
+    // not own; the folder's owner still can, so it must be you or root.
     let sticky = m.mode() & 0o1000 != 0;
-    if m.uid() != uid && m.uid() != 0 && !sticky {
+    if m.uid() != uid && m.uid() != 0 {
         return Err(format!(
             "its directory {} is owned by uid {}, neither you (uid {uid}) nor root; copy the plugin to a directory of your own",
             dir.display(),
@@ -134,9 +165,10 @@ fn check_dir(dir: &Path, uid: u32) -> Result<(), String> {
             dir.display()
         ));
     }
-    if !sticky && m.mode() & 0o020 != 0 {
+    if !sticky && m.mode() & 0o020 != 0 && !exe_groups.contains(&m.gid()) {
         return Err(format!(
-            "its group can write to its directory {}; run `chmod g-w {}`",
+            "its group (gid {}) can write to its directory {}; run `chmod g-w {}`, or put the plugin in a folder only you or root can write",
+            m.gid(),
             dir.display(),
             dir.display()
         ));
@@ -213,6 +245,49 @@ mod tests {
         check_trust(&link).expect("a link to a safe file is fine");
         let _ = std::fs::remove_dir_all(open);
         let _ = std::fs::remove_dir_all(mine);
+    }
+
+    #[test]
+    fn a_group_writable_folder_is_trusted_only_for_a_group_that_can_replace_clemhost() {
+        use std::os::unix::fs::MetadataExt;
+        let d = scratch("gfolder");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o2775)).expect("chmod");
+        let gid = std::fs::metadata(&d).expect("meta").gid();
+        let uid = std::fs::metadata(&d).expect("meta").uid();
+        let e = check_dir(&d, uid, &[]).expect_err("group-writable");
+        assert!(
+            e.contains("its group (gid") && e.contains("chmod g-w"),
+            "{e}"
+        );
+        check_dir(&d, uid, &[gid]).expect("that group can already replace clemhost");
+        check_dir(&d, uid, &[gid + 1]).expect_err("another group");
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    /// The owner of a sticky folder may rename or remove anything in it.
+    #[test]
+    fn a_sticky_folder_of_another_user_is_refused() {
+        let d = scratch("sticky");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc_geteuid() };
+        check_dir(&d, uid, &[]).expect("your own sticky folder is fine");
+        check_dir(Path::new("/tmp"), uid, &[]).expect("root's /tmp is fine");
+        let other = uid.wrapping_add(4242);
+        if uid == 0 {
+            let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes()).expect("path");
+            // SAFETY: chown takes a NUL-terminated path that `c` owns.
+            assert_eq!(
+                unsafe { libc::chown(c.as_ptr(), other, u32::MAX) },
+                0,
+                "chown"
+            );
+            let e = check_dir(&d, uid, &[]).expect_err("owned by another user");
+            assert!(e.contains("neither you"), "{e}");
+        } else {
+            eprintln!("skipped the other-owner half: it needs root to chown");
+        }
+        let _ = std::fs::remove_dir_all(d);
     }
 
     #[test]

@@ -86,6 +86,26 @@ pub enum ResultsError {
     /// The recorded settings differ from this run's (`--resume`).
     #[error("{0}")]
     Settings(String),
+    /// A folder of the run is a symbolic link.
+    #[error("{} is a symbolic link; clemhost run does not write or delete files through a link in the results tree (it could reach a folder outside it): replace the link with a folder, or pass another -r DIR", path.display())]
+    Link {
+        /// The link.
+        path: PathBuf,
+    },
+}
+
+/// Refuses `path` when it is a symbolic link. `run` writes episodes into
+/// `<run>/<game>/<experiment>/instance_N/` and first removes what an earlier
+/// attempt left there (`scores.json`, `error.json`, ...), so a link planted
+/// at one of those folders in a results tree from elsewhere would make it
+/// write and delete in the folder the link points to. A missing path is fine.
+pub fn refuse_link(path: &Path) -> Result<(), ResultsError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(ResultsError::Link {
+            path: path.to_path_buf(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Renders a value as Python's `json.dumps(value, indent=2, ensure_ascii=False)`.
@@ -402,6 +422,7 @@ impl RunFolder {
     /// run holds it.
     pub fn open(results_dir: &Path, run_dir_name: &str) -> Result<RunFolder, ResultsError> {
         let layout = ResultsLayout::new(results_dir, run_dir_name);
+        refuse_link(&layout.run_dir)?;
         std::fs::create_dir_all(&layout.run_dir).map_err(|source| ResultsError::Write {
             path: layout.run_dir.clone(),
             source,

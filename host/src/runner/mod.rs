@@ -278,6 +278,14 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
     // parallel episodes never race on them.
     let mut jobs = Vec::new();
     for exp in &run.experiments {
+        // No folder this run writes into (or clears) is a link out of the tree.
+        results::refuse_link(&layout.run_dir.join(game.name()))?;
+        results::refuse_link(&layout.experiment_dir(game.name(), &exp.name))?;
+        for inst in &exp.instances {
+            if let Some(id) = inst.get("game_id").and_then(Value::as_u64) {
+                results::refuse_link(&layout.episode_dir(game.name(), &exp.name, id))?;
+            }
+        }
         for inst in &exp.instances {
             let game_id = inst
                 .get("game_id")

@@ -135,7 +135,9 @@ async fn serve(global: &GlobalArgs, config: ServeConfig, table: ModelTable) -> R
     let (stop, _) = watch::channel(false);
     {
         let mut out = std::io::stdout().lock();
-        let _ = out.write_all(startup_lines(addr, &table, lazy).as_bytes());
+        // Model names come from registry files of others.
+        let lines = startup_lines(addr, &table, lazy);
+        let _ = out.write_all(crate::error::escape_for_terminal(&lines).as_bytes());
         let _ = out.flush();
     }
     let state = Arc::new(AppState {

@@ -138,12 +138,38 @@ impl Drop for Tally {
     }
 }
 
-async fn chat(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn chat(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let mut tally = Tally {
         state: state.clone(),
         model: String::new(),
         started: Instant::now(),
         done: false,
+    };
+    // The body is read within --timeout too: a client that sends its
+    // headers and then trickles (or never sends) the body would otherwise
+    // hold its connection for as long as it likes.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = if declared.is_some_and(|n| n > state.max_body as u64) {
+        // Said too big up front: refused without waiting for the bytes.
+        Err(ApiError::body_too_large(state.max_body))
+    } else {
+        match tokio::time::timeout(
+            state.call.timeout,
+            <Bytes as axum::extract::FromRequest<_>>::from_request(request, &state),
+        )
+        .await
+        {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(
+                _,
+            )))) => Err(ApiError::body_too_large(state.max_body)),
+            Ok(Err(other)) => Err(ApiError::unreadable_body(&other.body_text())),
+            Err(_) => Err(ApiError::unreadable_body(&BodyTimeout(state.call.timeout))),
+        }
     };
     match answer(&state, body, &mut tally).await {
         Ok(r) => {
@@ -162,17 +188,26 @@ async fn chat(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejec
     }
 }
 
+/// The body did not arrive within `--timeout`.
+#[derive(Debug)]
+struct BodyTimeout(std::time::Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "it did not arrive within {:.3} s (--timeout)",
+            self.0.as_secs_f64()
+        )
+    }
+}
+
 async fn answer(
     state: &Arc<AppState>,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<Bytes, ApiError>,
     tally: &mut Tally,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(FailedToBufferBody::LengthLimitError(_)) => {
-            ApiError::body_too_large(state.max_body)
-        }
-        other => ApiError::unreadable_body(&other.body_text()),
-    })?;
+    let body = body?;
     let request = openai::parse_chat_request(&body)?;
     let Some(slot) = state.table.get(&request.model) else {
         let (closest, registered) = state.table.closest(&request.model);

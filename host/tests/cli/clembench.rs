@@ -157,6 +157,77 @@ fn clembench_game(env: &TestEnv) {
     );
 }
 
+/// A `csv.py` or a `clemhost_games/` folder in the working directory (a
+/// cloned repository) is not imported by the Python clemhost starts:
+/// `python -c` and `python -m` would put the working directory first on
+/// `sys.path`, so its code would run with the keys in the environment.
+#[test]
+fn python_modules_in_the_working_directory_are_not_imported() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    let marker = env.path().join("IMPORTED");
+    let plant = format!(
+        "open({:?}, 'a').write(__name__ + '\\n')\n",
+        marker.display().to_string()
+    );
+    env.write("csv.py", &plant);
+    env.write("clemhost_games/__init__.py", &plant);
+    env.write("clemhost_games/__main__.py", &plant);
+    // python3 checks clemcore's version (importlib.metadata imports csv);
+    // a venv with clemcore also starts the worker.
+    let mut pythons = vec![PathBuf::from("python3")];
+    pythons.extend(venv_python("clembench-3.3"));
+    for python in pythons {
+        let out = env
+            .cmd()
+            .args(["run", "-g", "guess", "-m", "mock", "--python"])
+            .arg(&python)
+            .output()
+            .unwrap();
+        if stderr(&out).contains("cannot start the Python interpreter") {
+            eprintln!("skipped {}: it does not start", python.display());
+            continue;
+        }
+        assert!(
+            !marker.exists(),
+            "{} imported from the working directory: {:?}\n{}",
+            python.display(),
+            std::fs::read_to_string(&marker).unwrap_or_default(),
+            stderr(&out)
+        );
+    }
+}
+
+/// An instances file given with -i may come from others; clemcore would
+/// join its experiment names into the results path as they are.
+#[test]
+fn experiment_names_of_clembench_instances_that_are_not_one_folder_are_refused() {
+    let env = TestEnv::new();
+    clembench_game(&env);
+    let python = fake_python(&env, "3.3.5");
+    for name in ["../../escaped", "/abs/x", "a/b", ".."] {
+        env.write(
+            "games/guess/in/evil.json",
+            &serde_json::json!({"experiments": [{"name": name, "game_instances": [{"game_id": 0}]}]})
+                .to_string(),
+        );
+        let out = env
+            .cmd()
+            .args(["run", "-g", "guess", "-m", "mock", "-i", "evil", "--python"])
+            .arg(&python)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("evil.json: experiments[0].name")
+                && err.contains("cannot name a results folder"),
+            "{name}: {err}"
+        );
+        assert!(!env.path().join("results").exists(), "{name}");
+    }
+}
+
 #[test]
 fn missing_or_unsupported_clemcore_is_one_line_naming_interpreter_and_fix() {
     let env = TestEnv::new();

@@ -342,6 +342,58 @@ fn symlink_loops_in_the_results_tree_neither_inflate_counts_nor_hang() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// A results tree from elsewhere may hold links where `run` writes: an
+/// episode, experiment or model folder that links out of the tree. Writing
+/// through it would put episodes in the linked folder, and clearing a replay
+/// would delete its `scores.json`, `error.json` and `transcript.html`.
+#[cfg(unix)]
+#[test]
+fn run_neither_writes_nor_deletes_through_links_in_the_results_tree() {
+    let env = TestEnv::new();
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    let victim = env.path().join("victim");
+    std::fs::create_dir_all(&victim).expect("victim");
+    for f in ["scores.json", "error.json", "transcript.html"] {
+        std::fs::write(victim.join(f), "precious").expect("plant");
+    }
+    let exp = env.path().join("results/mock/hellogame/greet_en");
+    let links = [
+        exp.join("instance_00001"),
+        exp.clone(),
+        env.path().join("results/mock"),
+    ];
+    for link in &links {
+        let kept = link.with_extension("kept");
+        std::fs::rename(link, &kept).expect("move aside");
+        std::os::unix::fs::symlink(&victim, link).expect("plant link");
+        for args in [&["--resume"][..], &[][..]] {
+            let out = env.run(&[&["run", "-g", "hellogame", "-m", "mock"][..], args].concat());
+            assert_eq!(out.status.code(), Some(1), "{link:?}: {}", stderr(&out));
+            assert!(
+                stderr(&out).contains("is a symbolic link"),
+                "{}",
+                stderr(&out)
+            );
+            let mut left: Vec<String> = std::fs::read_dir(&victim)
+                .expect("victim")
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            assert_eq!(
+                left,
+                ["error.json", "scores.json", "transcript.html"],
+                "{link:?}"
+            );
+        }
+        std::fs::remove_file(link).expect("unlink");
+        std::fs::rename(&kept, link).expect("move back");
+    }
+}
+
 #[test]
 fn timeouts_out_of_bounds_are_usage_errors_not_panics() {
     let env = TestEnv::new();
@@ -467,4 +519,52 @@ fn control_characters_from_input_reach_the_terminal_escaped() {
     let err = stderr(&out);
     assert!(!err.contains('\u{1b}') && !err.contains('\u{7}'), "{err:?}");
     assert!(err.contains("x\\u{1b}]0;owned\\u{7}\\u{1b}[2J"), "{err}");
+}
+
+/// Listings print names from files of others (registries, key files,
+/// clemgame.json, a results tree's folder names): their control characters
+/// reach the terminal escaped, as in error messages.
+#[test]
+fn listings_escape_control_characters_from_files_of_others() {
+    let env = TestEnv::new();
+    let esc = "x\u{1b}]0;owned\u{7}\u{1b}[2J\r";
+    env.write(
+        "model_registry.json",
+        &serde_json::json!([{"model_name": format!("m{esc}"), "backend": format!("b{esc}")}])
+            .to_string(),
+    );
+    env.write(
+        "key.json",
+        &serde_json::json!({format!("s{esc}"): {"api_key": format!("k{esc}-0123456789abcdef")}})
+            .to_string(),
+    );
+    env.write(
+        "games/g/clemgame.json",
+        &serde_json::json!({"game_name": format!("g{esc}"), "players": 1}).to_string(),
+    );
+    assert!(env
+        .run(&["run", "-g", "hellogame", "-m", "mock"])
+        .status
+        .success());
+    assert!(env.run(&["score"]).status.success());
+    std::fs::rename(
+        env.path().join("results/mock"),
+        env.path().join(format!("results/mock{esc}")),
+    )
+    .expect("rename");
+    for args in [
+        &["models", "list"][..],
+        &["keys", "list"],
+        &["games", "list"],
+        &["eval"],
+    ] {
+        let out = env.run(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\r'),
+            "{args:?}: {text:?}"
+        );
+        assert!(text.contains("\\u{1b}]0;owned"), "{args:?}: {text}");
+    }
 }

@@ -333,6 +333,32 @@ fn a_streamed_answer_is_server_sent_events_ending_in_done() {
     assert!(chunks.last().expect("chunks")["usage"]["total_tokens"].is_u64());
 }
 
+/// A client that sends its headers and then not its body is answered
+/// within --timeout (it cannot hold its connection for as long as it
+/// likes), and one that announces a body over --max-body-bytes is refused
+/// without waiting for it.
+#[test]
+fn a_body_that_never_arrives_is_answered_within_the_timeout() {
+    let server = Server::start(&["-m", "echo-1", "--timeout", "1", "--max-body-bytes", "2000"]);
+    let a = server.addr;
+    let head = |len: u64| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{{\"model\""
+        )
+    };
+    let r = raw(a, head(100).as_bytes()).expect("an answer, not a connection held open");
+    let v = assert_error(&r, 400, "unreadable_body");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--timeout"),
+        "{v}"
+    );
+    let r = raw(a, head(99_999_999_999).as_bytes()).expect("an answer at once");
+    assert_error(&r, 413, "body_too_large");
+}
+
 #[test]
 fn bad_requests_get_openai_errors_that_name_the_fix() {
     let server = Server::start(&["-m", "echo-1", "-m", "echo-2", "--max-body-bytes", "2000"]);

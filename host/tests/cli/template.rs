@@ -182,6 +182,38 @@ fn a_raising_template_prints_its_message_and_exits_3() {
     assert_eq!(stderr(&out), "System role not supported\n");
 }
 
+/// A chat template is not ours: what it raises reaches the terminal with
+/// its control characters escaped, and a `tojson` indent that would build
+/// gigabytes in one filter call is an error.
+#[test]
+fn hostile_templates_neither_reach_the_terminal_nor_exhaust_memory() {
+    let env = TestEnv::new();
+    user_hi(&env);
+    env.write(
+        "t.jinja",
+        "{{ raise_exception('a\u{1b}]0;owned\u{7}\u{1b}[2Jb') }}",
+    );
+    let args = [
+        "template",
+        "render",
+        "--template",
+        "t.jinja",
+        "--messages",
+        "hi.json",
+    ];
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stderr(&out), "a\\u{1b}]0;owned\\u{7}\\u{1b}[2Jb\n");
+    env.write("t.jinja", "{{ messages | tojson(indent=1000000000) }}");
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("indent is longer than 256"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn an_engine_error_exits_3_and_names_the_template() {
     let env = TestEnv::new();

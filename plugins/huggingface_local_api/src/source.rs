@@ -102,6 +102,16 @@ fn weight_files(dir: &Path, get: impl Fn(&str) -> Option<PathBuf>) -> Result<Vec
                 "values must be file names",
             ));
         };
+        // The index comes with the model (from the Hub or a folder from
+        // others): a shard named `/abs`, `../x` would be read, or
+        // downloaded to, outside the model's folder.
+        if let Err(rule) = clemhost_local_common::gguf_file::check_relative_file_name(name) {
+            return Err(Error::field(
+                index.display().to_string(),
+                "weight_map",
+                format!("the shard name {name:?} {rule}; shards are files inside the model"),
+            ));
+        }
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());
         }
@@ -149,6 +159,38 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("neither an existing directory"), "{msg}");
+    }
+
+    #[test]
+    fn shard_names_that_leave_the_model_folder_are_refused_unread() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("model");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(parent.path().join("outside.safetensors"), "x").unwrap();
+        let outside = parent.path().join("outside.safetensors");
+        for shard in ["../outside.safetensors", outside.to_str().unwrap()] {
+            std::fs::write(
+                dir.join("model.safetensors.index.json"),
+                serde_json::json!({"weight_map": {"w": shard}}).to_string(),
+            )
+            .unwrap();
+            let asked = std::cell::RefCell::new(Vec::new());
+            let err = weight_files(&dir, |name| {
+                asked.borrow_mut().push(name.to_string());
+                let p = dir.join(name);
+                p.is_file().then_some(p)
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("shards are files inside the model"),
+                "{shard}: {err}"
+            );
+            assert!(
+                !asked.borrow().iter().any(|n| n == shard),
+                "{shard} was looked up"
+            );
+        }
     }
 
     #[test]

@@ -150,7 +150,21 @@ impl ModelSource {
     }
 
     /// The path of one file of the model, fetched into the cache if needed.
+    /// `name` may come from the model's own files (the shards an index
+    /// lists), so it must be a relative path inside the model
+    /// ([`crate::gguf_file::check_relative_file_name`]): joined to the
+    /// directory or the cache's snapshot folder, `/abs` or `../x` would read
+    /// outside it, and a download would put the file (a link into the
+    /// cache) where the name points.
     pub fn file(&self, name: &str) -> Result<PathBuf, HubError> {
+        if let Err(rule) = crate::gguf_file::check_relative_file_name(name) {
+            return Err(HubError::Fetch {
+                repo: self.id.clone(),
+                message: format!(
+                    "the file name {name:?} {rule}; a model's files are named by relative paths inside it"
+                ),
+            });
+        }
         if let Some(dir) = &self.local {
             let p = dir.join(name);
             return if p.is_file() {
@@ -254,6 +268,34 @@ mod tests {
     }
 
     #[cfg(feature = "hub")]
+    #[test]
+    fn file_names_that_leave_the_model_are_refused_before_anything_is_read() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("model");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(parent.path().join("outside.json"), "{}").unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let settings = HubSettings {
+            cache_dir: cache.path().to_path_buf(),
+            offline: true,
+            ..HubSettings::default()
+        };
+        let local = ModelSource::open(dir.to_str().unwrap(), &settings).unwrap();
+        let outside = parent.path().join("outside.json");
+        let hub = ModelSource::open("org/tiny", &settings).unwrap();
+        for src in [&local, &hub] {
+            for name in [
+                "../outside.json",
+                outside.to_str().unwrap(),
+                "a/../../x",
+                "",
+            ] {
+                let msg = src.file(name).unwrap_err().to_string();
+                assert!(msg.contains("relative paths inside it"), "{name:?}: {msg}");
+            }
+        }
+    }
+
     #[test]
     fn local_directories_and_bad_ids() {
         let dir = tempfile::tempdir().unwrap();

@@ -87,10 +87,20 @@ pub fn tojson_filter(
     Ok(Value::from(out))
 }
 
+/// The longest indent unit `tojson` takes, in bytes. One filter call is a
+/// single step of the render's fuel, so `tojson(indent=1000000000)` would
+/// otherwise build gigabytes (one unit per level on every line) before the
+/// prompt's size cap could refuse it; real templates indent by 2 or 4.
+const MAX_INDENT: usize = 256;
+
 /// Python's rule for `indent`: an int is that many spaces (a bool counts as
-/// an int), a string is used as is.
+/// an int), a string is used as is; longer than [`MAX_INDENT`] is an error.
 fn indent_unit(v: &Value) -> Result<String, Error> {
+    let too_long = || type_error(&format!("tojson: indent is longer than {MAX_INDENT}"));
     if let Some(s) = v.as_str() {
+        if s.len() > MAX_INDENT {
+            return Err(too_long());
+        }
         return Ok(s.to_owned());
     }
     if v.kind() == ValueKind::Bool {
@@ -101,7 +111,10 @@ fn indent_unit(v: &Value) -> Result<String, Error> {
         });
     }
     match v.as_i64() {
-        Some(n) => Ok(" ".repeat(usize::try_from(n).unwrap_or(0))),
+        Some(n) => match usize::try_from(n).unwrap_or(0) {
+            n if n > MAX_INDENT => Err(too_long()),
+            n => Ok(" ".repeat(n)),
+        },
         None => Err(type_error("tojson: indent must be an integer or a string")),
     }
 }
@@ -240,6 +253,24 @@ mod tests {
         env.add_filter("tojson", tojson_filter);
         env.render_str(src, minijinja::value::Serde(ctx))
             .expect("renders")
+    }
+
+    #[test]
+    fn a_huge_indent_is_an_error_not_gigabytes() {
+        let mut env = Environment::new();
+        env.add_filter("tojson", tojson_filter);
+        let ctx = serde_json::json!({"x": [[1, 2], {"a": [3]}]});
+        let ctx = || minijinja::value::Serde(ctx.clone());
+        for src in [
+            "{{ x | tojson(indent=1000000000) }}",
+            "{{ x | tojson(indent=' ' * 100000) }}",
+        ] {
+            let err = env.render_str(src, ctx()).expect_err(src).to_string();
+            assert!(err.contains("indent is longer than 256"), "{src}: {err}");
+        }
+        assert!(env
+            .render_str("{{ x | tojson(indent=256) }}", ctx())
+            .is_ok());
     }
 
     #[test]

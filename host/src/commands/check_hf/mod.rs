@@ -447,10 +447,11 @@ fn print_text(
         };
         println!("\n[{mark}] {}/{}: {}", i + 1, checks.len(), c.name);
         if let Some(r) = &c.rendered {
-            println!("{r}");
+            // Rendered from a chat template of the Hub's (not ours).
+            println!("{}", crate::error::escape_for_terminal(r));
         }
         if let Some(d) = &c.detail {
-            println!("  {d}");
+            println!("  {}", crate::error::escape_for_terminal(d));
         }
     }
     let warnings = checks.iter().filter(|c| c.verdict == Verdict::Warn).count();
