@@ -86,9 +86,13 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// print on a terminal: control characters other than line breaks and
 /// tabs (NUL, ESC and the terminal sequences it starts, DEL, C1 controls)
 /// are written as `\u{..}` escapes, so an error message cannot clear the
-/// screen, recolour it, set the window title or hide text.
+/// screen, recolour it, set the window title or hide text. The Unicode
+/// bidirectional controls (U+202A–U+202E, U+2066–U+2069, U+200E, U+200F,
+/// U+061C) are escaped too: they reorder what follows them on screen, so a
+/// name could show as something it is not.
 pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
-    let keep = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}');
+    let keep = |c: char| (!c.is_control() || c == '\n' || c == '\t') && !bidi(c);
     if text.chars().all(keep) {
         return std::borrow::Cow::Borrowed(text);
     }
@@ -141,5 +145,15 @@ mod tests {
             escape_for_terminal("a\u{1b}[2Jb\0c\rd\u{9b}e"),
             "a\\u{1b}[2Jb\\u{0}c\\u{d}d\\u{9b}e"
         );
+    }
+
+    #[test]
+    fn bidirectional_controls_reach_the_terminal_escaped() {
+        // "mock\u{202e}txt.exe" would show as "mockexe.txt".
+        assert_eq!(
+            escape_for_terminal("mock\u{202e}txt.exe \u{2066}x\u{2069} \u{200f}"),
+            "mock\\u{202e}txt.exe \\u{2066}x\\u{2069} \\u{200f}"
+        );
+        assert_eq!(escape_for_terminal("über 日本 عربي"), "über 日本 عربي");
     }
 }

@@ -11,6 +11,7 @@
 //! Why a pipe and not an HTTP endpoint: docs/adr/0008-clembench-games.md.
 
 pub mod discover;
+mod no_sigpipe;
 pub mod python;
 pub mod worker;
 

@@ -89,6 +89,8 @@ pub fn play(
     stop: &StopToken,
     host: &dyn WorkerHost,
 ) -> Result<WorkerOutcome, WorkerError> {
+    // Writes to the worker after it died (Ctrl-C kills it) are errors.
+    let _no_sigpipe = super::no_sigpipe::Guard::new();
     let mut path = python.package_root.clone().into_os_string();
     if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
         path.push(":");
@@ -254,7 +256,14 @@ fn converse(
                 }))?;
             }
             "call" => {
-                let reply = answer(&body, players, stop, outcome);
+                let reply = (!stop.is_stopped()).then(|| answer(&body, players, outcome));
+                let Some(reply) = reply.filter(|_| !stop.is_stopped()) else {
+                    // The answer may be the plugin's "cancelled": handed to
+                    // the game, it would end the episode as a failure that
+                    // clemcore writes out. Unanswered, the episode stays
+                    // unplayed and `--resume` plays it.
+                    return Err("interrupted".into());
+                };
                 send(json!({ "reply": reply }))?;
             }
             "episode" => {
@@ -319,13 +328,9 @@ fn str_field(o: &Map<String, Value>, key: &str) -> String {
 fn answer(
     body: &Map<String, Value>,
     players: &[PlayerModel],
-    stop: &StopToken,
     outcome: &mut WorkerOutcome,
 ) -> Value {
     let error = |kind: &str, message: String| json!({"error": {"kind": kind, "message": message}});
-    if stop.is_stopped() {
-        return error("cancelled", "the run was interrupted".into());
-    }
     let index = body
         .get("player")
         .and_then(Value::as_u64)

@@ -18,7 +18,8 @@
 //! `models show`, `keys list` and `plugins list` open none of them (their
 //! initialisers would run), unless the user allows it with
 //! `CLEMHOST_ALLOW_CWD_PLUGINS=1` or names the directory with
-//! `--plugin-dir plugins` / `$CLEMHOST_PLUGIN_PATH`.
+//! `--plugin-dir plugins` or by its absolute path in `$CLEMHOST_PLUGIN_PATH`
+//! (a relative entry there is treated like `./plugins`, with a warning).
 
 pub mod probe;
 mod trust;
@@ -86,10 +87,24 @@ fn search_dirs_marked(global: &GlobalArgs) -> Vec<(PathBuf, bool)> {
         .map(|d| (d.clone(), false))
         .collect();
     if let Some(v) = std::env::var_os(PLUGIN_PATH_VAR) {
+        // A relative entry is set once (in a shell profile) and then means
+        // a different folder in every directory clemhost runs in, such as
+        // a cloned repository: its files are treated as `./plugins` is.
         dirs.extend(
             std::env::split_paths(&v)
                 .filter(|p| !p.as_os_str().is_empty())
-                .map(|p| (p, false)),
+                .map(|p| {
+                    let relative = p.is_relative();
+                    if relative {
+                        tracing::warn!(
+                            "{PLUGIN_PATH_VAR} entry '{}' is relative: it is treated like \
+                             ./plugins (not opened by listings, may not shadow installed plugins); \
+                             give an absolute path",
+                            crate::error::escape_for_terminal(&p.display().to_string())
+                        );
+                    }
+                    (p, relative)
+                }),
         );
     }
     dirs.push((PathBuf::from("plugins"), true));

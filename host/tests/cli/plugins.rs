@@ -331,4 +331,29 @@ fn plugins_in_the_working_directory_are_not_run_unless_allowed() {
         "again",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // A relative entry of CLEMHOST_PLUGIN_PATH (set once in a profile, it
+    // names a folder in every repository) does not count as naming it.
+    let out = env
+        .cmd()
+        .args(["run", "-g", "hellogame", "-m", "e", "-e", "greet_en"])
+        .args(["-r", "relative"])
+        .env("CLEMHOST_PLUGIN_PATH", "plugins")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("refusing plugin"), "{err}");
+    assert!(
+        err.contains("CLEMHOST_PLUGIN_PATH entry 'plugins' is relative"),
+        "{err}"
+    );
+    // Its absolute path does.
+    let out = env
+        .cmd()
+        .args(["run", "-g", "hellogame", "-m", "e", "-e", "greet_en"])
+        .args(["-r", "absolute"])
+        .env("CLEMHOST_PLUGIN_PATH", &dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
 }
