@@ -92,6 +92,9 @@ fn deal(game: &str, job: &Map<String, Value>, episodes: &[PathBuf], parallel: us
         .collect()
 }
 
+/// A share's number, its reports, and why its worker stopped early.
+type ShareOutcome = (usize, Vec<WrittenReport>, Option<String>);
+
 /// One worker's reports.
 struct Collector<'a> {
     reports: Mutex<Vec<WrittenReport>>,
@@ -121,7 +124,7 @@ fn run(
 ) -> Result<RecordsSummary, String> {
     staging::remove_stale(results_dir);
     let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<(usize, Vec<WrittenReport>, Option<String>)>> = Mutex::default();
+    let outcomes: Mutex<Vec<ShareOutcome>> = Mutex::default();
     let threads = parallel.clamp(1, shares.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..threads {
