@@ -6,9 +6,10 @@ clemcore writes, is told the episodes to play, loads the game through clemcore's
 (``GameBenchmark.load_from_spec``), plays the episodes with clemcore's game
 master, runner and result callbacks (so every file is the one ``clem run``
 writes), and sends each model call of a player to the host, which answers
-it through its plugins. See ``protocol`` for the messages.
+it through its plugins. It also scores and transcribes played episodes with
+clemcore's code (``records``). See ``protocol`` for the messages.
 """
 
 __all__ = ["PROTOCOL_VERSION"]
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3

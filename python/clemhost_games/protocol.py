@@ -4,7 +4,7 @@ The host writes to the worker's stdin; the worker writes to its original
 stdout, which it keeps for the protocol alone (anything the game prints goes
 to stderr). Messages, worker → host:
 
-- ``{"hello": {"clemcore": "3.3.5", "protocol": 1}}`` once, at start;
+- ``{"hello": {"clemcore": "3.3.5", "protocol": 3}}`` once, at start;
 - ``{"ready": {"run_dir": path}}`` once the models are loaded: the run
   folder clemcore names after them (3.3 adds ``-t<temperature>``); the host
   answers with the episodes to play, ``{"episodes": [[experiment, game_id], ...]}``
@@ -21,6 +21,14 @@ Host → worker: the ``job`` (first line), the ``episodes`` (after ``ready``),
 then one ``reply`` per ``call``:
 ``{"reply": {"prompt": ..., "response": ..., "text": "..."}}`` or
 ``{"reply": {"error": {"kind": ..., "message": ...}}}``.
+
+A job's ``task`` says what to do: ``"play"`` (the default; the messages
+above), or, since protocol 3, ``"score"`` (with the ``game_spec``) or
+``"transcribe"``. Those two name the played ``episodes`` (folders holding
+``interactions.json``) and a ``staging`` folder of the host's in the job
+itself; the worker sends ``{"written": {"episode": path, "error": null |
+{"type": ..., "message": ..., "traceback": ...}}}`` after each episode, then
+``done`` (or ``fatal`` when the game does not load). See ``records``.
 """
 
 from __future__ import annotations

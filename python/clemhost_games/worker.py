@@ -254,9 +254,18 @@ def main() -> int:
     if not isinstance(job, dict):
         channel.send("fatal", {"message": f"expected a job, got {sorted(message)}"})
         return 1
+    task = job.get("task", "play")
     try:
-        play(channel, job)
-    except Exception as e:  # the job could not be played at all (e.g. master.py does not import)
+        if task == "play":
+            play(channel, job)
+        elif task in ("score", "transcribe"):
+            from clemhost_games import records
+
+            getattr(records, task)(channel, job)
+        else:
+            channel.send("fatal", {"message": f"unknown task {task!r}"})
+            return 1
+    except Exception as e:  # the job could not be done at all (e.g. master.py does not import)
         channel.send(
             "fatal",
             {"message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:]},

@@ -6,6 +6,7 @@
 //! - [`python`]: the user's interpreter, its clemcore version, and the
 //!   `clemhost_games` package the host ships.
 //! - [`worker`]: one worker process and the pipe to it.
+//! - [`records`]: scores and transcripts of played episodes, by clemcore's code.
 //! - [`play`]: a run over the selected specs; results in clemcore's layout.
 //!
 //! Why a pipe and not an HTTP endpoint: docs/adr/0008-clembench-games.md.
@@ -13,6 +14,7 @@
 pub mod discover;
 mod no_sigpipe;
 pub mod python;
+pub mod records;
 pub mod worker;
 
 use crate::cli::GlobalArgs;
@@ -742,7 +744,7 @@ pub mod staging {
     use crate::results::lock::RunLock;
     use std::path::{Path, PathBuf};
 
-    const PREFIX: &str = ".clemhost-staging-";
+    const PREFIX: &str = crate::results::STAGING_PREFIX;
 
     fn host() -> String {
         let mut buf = [0u8; 256];

@@ -14,7 +14,7 @@ pub const SUPPORTED: [(u32, u32); 5] = [(3, 3), (3, 4), (3, 5), (3, 6), (3, 7)];
 
 /// The package's files, shipped inside the binary and written out once per
 /// content (so an installed clemhost needs no source tree).
-const PACKAGE: [(&str, &str); 5] = [
+const PACKAGE: [(&str, &str); 6] = [
     (
         "__init__.py",
         include_str!("../../../python/clemhost_games/__init__.py"),
@@ -34,6 +34,10 @@ const PACKAGE: [(&str, &str); 5] = [
     (
         "worker.py",
         include_str!("../../../python/clemhost_games/worker.py"),
+    ),
+    (
+        "records.py",
+        include_str!("../../../python/clemhost_games/records.py"),
     ),
 ];
 

@@ -1,7 +1,9 @@
 //! One Python worker process (`clemhost_games` run as `__main__`) and the host's
 //! end of its pipe: the job goes in, model calls come out and are answered
-//! by the host's models, episode outcomes are collected. The messages are
-//! described in `python/clemhost_games/protocol.py`.
+//! by the host's models, episode outcomes are collected. A worker also
+//! scores and transcribes played episodes with clemcore's code
+//! ([`records`]). The messages are described in
+//! `python/clemhost_games/protocol.py`.
 
 use super::python::Python;
 use crate::games::{ModelReply, PlayerModel};
@@ -17,18 +19,40 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The protocol version both sides speak.
-pub const PROTOCOL_VERSION: u64 = 2;
+pub const PROTOCOL_VERSION: u64 = 3;
 
 /// What the host does at a worker's turning points (one value per worker).
+/// A `play` job uses the first two, a `score` or `transcribe` job
+/// [`WorkerHost::written`]; a message of the other kind ends the worker.
 pub trait WorkerHost: Sync {
     /// The worker writes into `run_dir` (clemcore named it after the
     /// models): the episodes it is to play, `(experiment, game_id)`.
-    fn episodes(&self, run_dir: &Path) -> Result<Vec<(String, u64)>, String>;
+    fn episodes(&self, run_dir: &Path) -> Result<Vec<(String, u64)>, String> {
+        let _ = run_dir;
+        Err("the Python worker asked for episodes to play in a job that plays none".into())
+    }
     /// An episode ended and clemcore has written all its files.
-    fn episode_ended(&self, run_dir: &Path, report: &EpisodeReport) -> Result<(), String>;
+    fn episode_ended(&self, run_dir: &Path, report: &EpisodeReport) -> Result<(), String> {
+        let _ = (run_dir, report);
+        Err("the Python worker reported a played episode in a job that plays none".into())
+    }
+    /// A `score` or `transcribe` job wrote (or failed to write) one episode's files.
+    fn written(&self, report: &WrittenReport) -> Result<(), String> {
+        let _ = report;
+        Err("the Python worker reported written records in a job that plays".into())
+    }
     /// Whether the worker is to be ended now (Ctrl-C, or the run failed
     /// elsewhere); checked every 50 ms.
     fn cancelled(&self) -> bool;
+}
+
+/// One episode of a `score` or `transcribe` job, as the worker reported it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WrittenReport {
+    /// The episode's folder, as the host named it in the job.
+    pub episode: PathBuf,
+    /// Why its files could not be written (the old ones are left as they were).
+    pub error: Option<EpisodeFailure>,
 }
 
 /// How one episode ended, as the worker reported it.
@@ -83,6 +107,27 @@ pub enum WorkerError {
 /// players (index for index). The worker is killed as soon as
 /// `host.cancelled()`; its outcome then says `interrupted`.
 pub fn play(
+    python: &Python,
+    job: &Map<String, Value>,
+    players: &[PlayerModel],
+    stop: &StopToken,
+    host: &dyn WorkerHost,
+) -> Result<WorkerOutcome, WorkerError> {
+    run(python, job, players, stop, host)
+}
+
+/// Does a `score` or `transcribe` job (its `task`) in a new worker; each
+/// episode's outcome goes to [`WorkerHost::written`]. No model is called.
+pub fn records(
+    python: &Python,
+    job: &Map<String, Value>,
+    stop: &StopToken,
+    host: &dyn WorkerHost,
+) -> Result<WorkerOutcome, WorkerError> {
+    run(python, job, &[], stop, host)
+}
+
+fn run(
     python: &Python,
     job: &Map<String, Value>,
     players: &[PlayerModel],
@@ -290,6 +335,24 @@ fn converse(
                 host.episode_ended(&run_dir, &report)?;
                 outcome.episodes.push(report);
             }
+            "written" => {
+                let episode = body
+                    .get("episode")
+                    .and_then(Value::as_str)
+                    .map(PathBuf::from)
+                    .ok_or("the Python worker's 'written' names no episode")?;
+                let error = body.get("error").and_then(Value::as_object).map(|e| {
+                    if let Some(tb) = e.get("traceback").and_then(Value::as_str) {
+                        tracing::debug!(target: "clemhost::python", "{}: {tb}", episode.display());
+                    }
+                    EpisodeFailure {
+                        error_type: str_field(e, "type"),
+                        message: str_field(e, "message"),
+                        kind: None,
+                    }
+                });
+                host.written(&WrittenReport { episode, error })?;
+            }
             "done" => return Ok(()),
             "fatal" => {
                 let mut m = str_field(&body, "message");
@@ -306,7 +369,12 @@ fn converse(
                         ));
                     }
                 }
-                return Err(format!("the game could not be played: {m}"));
+                let what = match job.get("task").and_then(Value::as_str) {
+                    Some("score") => "the game's episodes could not be scored",
+                    Some("transcribe") => "the episodes could not be transcribed",
+                    _ => "the game could not be played",
+                };
+                return Err(format!("{what}: {m}"));
             }
             other => {
                 return Err(format!(

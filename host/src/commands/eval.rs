@@ -1,18 +1,43 @@
 //! `clemhost eval`: aggregates every `scores.json` into `raw.csv`,
 //! `results.csv`, `results.md` and `results.html` in the results directory.
 //!
-//! As clembench defines it: per game and model, `% Played` = 100 × the mean
-//! of `Played` (= 1 − `Aborted`) over episodes, `Quality Score` = the mean
-//! `Main Score` of the played episodes; `clemscore` = (mean % played over
-//! games / 100) × (mean quality over games), rounded to 2 decimals.
+//! The numbers are `clem eval`'s, computed the way its pandas code computes
+//! them, so that `results.csv` is the same file:
+//!
+//! - per game and model, `% Played` = 100 × the mean of `Played`
+//!   (= 1 − `Aborted`) over episodes, `Quality Score` = the mean `Main
+//!   Score` of the episodes that have one (NaN, an aborted episode's, is
+//!   left out), each rounded to 2 decimals;
+//! - per model, `Average % Played` and `Average Quality Score` = the mean
+//!   over games of those *rounded* numbers, rounded again;
+//! - `clemscore` = (`Average % Played` / 100) × `Average Quality Score`,
+//!   rounded; none when every episode was aborted.
+//!
+//! Means are summed as pandas sums them (Kahan's compensated sum), rounding
+//! is NumPy's (scale by 100, round half to even, scale back), and the
+//! columns are sorted by (game, metric) as pandas' pivot leaves them.
+//! `--std` adds each game's `Quality Score (std)` (the sample standard
+//! deviation), as clemcore 3.7's `clem eval --std` and every clemcore 3.3
+//! `clem eval` do.
 
 use crate::cli::GlobalArgs;
 use crate::error::{Error, Exit, Result};
 use crate::results::{self, files, NAN_MARKER};
-use clap::Args;
+use clap::{Args, ValueEnum};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// How the rows of the table are ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum SortBy {
+    /// By model name.
+    #[default]
+    #[value(name = "model_name")]
+    ModelName,
+    /// By clemscore, the highest first (models without one last).
+    Clemscore,
+}
 
 /// Options of this command.
 #[derive(Debug, Args)]
@@ -25,9 +50,16 @@ pub struct EvalArgs {
         default_value = "results"
     )]
     pub results_dir: PathBuf,
+    /// Add each game's standard deviation of the quality score.
+    #[arg(long)]
+    pub std: bool,
+    /// Order the rows by model name or by clemscore.
+    #[arg(long, value_enum, default_value_t = SortBy::ModelName)]
+    pub sort: SortBy,
 }
 
 /// One row of raw.csv.
+#[derive(Clone)]
 struct RawRow {
     game: String,
     model: String,
@@ -37,16 +69,10 @@ struct RawRow {
     value: Option<f64>,
 }
 
-/// A float as Python prints it (`100.0`, `38.89`); NaN as pandas writes it (empty).
-fn py_float(v: Option<f64>) -> String {
+/// A float as pandas writes it into a CSV file: Python's `repr`; NaN empty.
+fn csv_float(v: Option<f64>) -> String {
     match v {
-        Some(x) if x.is_finite() => {
-            if x.fract() == 0.0 && x.abs() < 1e16 {
-                format!("{x:.1}")
-            } else {
-                format!("{x}")
-            }
-        }
+        Some(x) if !x.is_nan() => clemhost_pyfacts::float::repr(x),
         _ => String::new(),
     }
 }
@@ -61,31 +87,72 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn mean(xs: &[f64]) -> Option<f64> {
-    (!xs.is_empty()).then(|| xs.iter().sum::<f64>() / xs.len() as f64)
+/// The mean of the numbers that are not NaN, summed as pandas' groupby
+/// sums (Kahan); `None` when there are none.
+fn mean(xs: &[Option<f64>]) -> Option<f64> {
+    let (mut sum, mut compensation, mut n) = (0.0f64, 0.0f64, 0u64);
+    for x in xs.iter().flatten().filter(|x| !x.is_nan()) {
+        n += 1;
+        let y = x - compensation;
+        let t = sum + y;
+        compensation = t - sum - y;
+        if compensation.is_nan() {
+            compensation = 0.0; // an infinity: keep it rather than NaN, as pandas does
+        }
+        sum = t;
+    }
+    (n > 0).then(|| sum / n as f64)
 }
 
+/// The sample standard deviation (n − 1) of the numbers that are not NaN,
+/// by Welford's updates as pandas' groupby computes it; `None` below two.
+fn std_dev(xs: &[Option<f64>]) -> Option<f64> {
+    let (mut mean, mut m2, mut n) = (0.0f64, 0.0f64, 0u64);
+    for x in xs.iter().flatten().filter(|x| !x.is_nan()) {
+        n += 1;
+        let old = mean;
+        mean += (x - old) / n as f64;
+        m2 += (x - mean) * (x - old);
+    }
+    (n > 1).then(|| (m2 / (n - 1) as f64).sqrt())
+}
+
+/// NumPy's `round(x, 2)`: scale, round half to even, scale back.
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round() / 100.0
+    (x * 100.0).round_ties_even() / 100.0
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
     results::write_atomic(path, text.as_bytes()).map_err(Error::wrap)
 }
 
-/// Runs the command.
-pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
-    let root = &args.results_dir;
+/// An episode score as a number for the table: numbers, booleans as 1/0,
+/// NaN (Python's bare token) and null as none; anything else is an error,
+/// as it is for `clem eval`.
+fn number(v: &Value, path: &Path, metric: &str) -> Result<Option<f64>> {
+    match v {
+        Value::Number(n) => Ok(n.as_f64()),
+        Value::Bool(b) => Ok(Some(f64::from(u8::from(*b)))),
+        Value::Null => Ok(None),
+        Value::String(s) if s == NAN_MARKER => Ok(None),
+        other => Err(Error::msg(format!(
+            "{}: episode score \"{metric}\" is {other}, not a number; fix the game's scorer and run clemhost score again",
+            path.display()
+        ))),
+    }
+}
+
+/// Reads every episode's `scores.json` into raw rows: each file's episode
+/// scores in file order, then one `Played` row per `Aborted` row (as
+/// clemcore appends them).
+fn raw_rows(root: &Path) -> Result<Vec<RawRow>> {
     let mut rows = Vec::new();
-    let mut unscored = 0usize;
-    for dir in results::find_episodes(root) {
+    let mut played = Vec::new();
+    for dir in results::dirs_holding(root, files::SCORES) {
         let scores_path = dir.join(files::SCORES);
-        if !scores_path.exists() {
-            unscored += 1;
-            continue;
-        }
         let scores = results::read_json(&scores_path).map_err(Error::wrap)?;
-        let parts: Vec<String> = dir
+        let rel = dir.strip_prefix(root).unwrap_or(&dir);
+        let parts: Vec<String> = rel
             .components()
             .rev()
             .take(4)
@@ -93,8 +160,9 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
             .collect();
         let [episode, experiment, game, model] = <[String; 4]>::try_from(parts).map_err(|_| {
             Error::msg(format!(
-                "{}: expected <model>/<game>/<experiment>/<episode>/scores.json",
-                scores_path.display()
+                "{}: expected <model>/<game>/<experiment>/<episode>/scores.json under {}",
+                scores_path.display(),
+                root.display()
             ))
         })?;
         // The run folder holds the model names escaped (`org%2Fname`); show them as they are.
@@ -105,35 +173,150 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
                 scores_path.display()
             )));
         };
-        let mut aborted = None;
         for (metric, v) in ep {
-            let value = match v {
-                Value::String(s) if s == NAN_MARKER => None,
-                other => other.as_f64(),
-            };
-            if metric == "Aborted" {
-                aborted = value;
+            if metric == "Played" {
+                return Err(Error::msg(format!(
+                    "{}: a scorer must not write \"Played\" (eval computes it from \"Aborted\", as clemcore does)",
+                    scores_path.display()
+                )));
             }
-            rows.push(RawRow {
+            let value = number(v, &scores_path, metric)?;
+            let row = RawRow {
                 game: game.clone(),
                 model: model.clone(),
                 experiment: experiment.clone(),
                 episode: episode.clone(),
                 metric: metric.clone(),
                 value,
-            });
-        }
-        if let Some(a) = aborted {
-            rows.push(RawRow {
-                game: game.clone(),
-                model: model.clone(),
-                experiment,
-                episode,
-                metric: "Played".into(),
-                value: Some(1.0 - a),
-            });
+            };
+            if metric == "Aborted" {
+                played.push(RawRow {
+                    metric: "Played".into(),
+                    value: value.map(|a| 1.0 - a),
+                    ..row.clone()
+                });
+            }
+            rows.push(row);
         }
     }
+    rows.extend(played);
+    Ok(rows)
+}
+
+/// The clemscore table: column names (`game, metric`) and one row per model.
+#[derive(Debug, PartialEq)]
+pub struct Table {
+    /// `-, clemscore` first, then (game, metric) in pandas' sorted order.
+    pub columns: Vec<(String, String)>,
+    /// Model and its cells, column for column.
+    pub rows: Vec<(String, Vec<Option<f64>>)>,
+}
+
+/// The table `clem eval` writes to `results.csv`, from the raw rows.
+fn table(rows: &[RawRow], with_std: bool, sort: SortBy) -> Table {
+    const PLAYED: &str = "% Played";
+    const QUALITY: &str = "Quality Score";
+    const STD: &str = "Quality Score (std)";
+    const AVG_PLAYED: &str = "Average % Played";
+    const AVG_QUALITY: &str = "Average Quality Score";
+    // (game, model) -> the Played values and the Main Score values, in row
+    // order (none: the group has no row of that metric).
+    type Values = (Vec<Option<f64>>, Vec<Option<f64>>);
+    type Group = (Option<Vec<Option<f64>>>, Option<Vec<Option<f64>>>);
+    let mut groups: BTreeMap<(String, String), Group> = BTreeMap::new();
+    for r in rows {
+        let g = groups.entry((r.game.clone(), r.model.clone())).or_default();
+        match r.metric.as_str() {
+            "Played" => g.0.get_or_insert_with(Vec::new).push(r.value),
+            "Main Score" => g.1.get_or_insert_with(Vec::new).push(r.value),
+            _ => {}
+        }
+    }
+    // (game, metric) -> model -> value; a group with no row of a metric has no cell.
+    let mut cells: BTreeMap<(String, String), BTreeMap<String, Option<f64>>> = BTreeMap::new();
+    let mut per_model: BTreeMap<String, Values> = BTreeMap::new();
+    for ((game, model), (played, main)) in &groups {
+        let avg = per_model.entry(model.clone()).or_default();
+        if let Some(p) = played {
+            let v = mean(p).map(|m| round2(m * 100.0));
+            cells
+                .entry((game.clone(), PLAYED.into()))
+                .or_default()
+                .insert(model.clone(), v);
+            avg.0.push(v);
+        }
+        if let Some(q) = main {
+            let v = mean(q).map(round2);
+            cells
+                .entry((game.clone(), QUALITY.into()))
+                .or_default()
+                .insert(model.clone(), v);
+            avg.1.push(v);
+            if with_std {
+                cells
+                    .entry((game.clone(), STD.into()))
+                    .or_default()
+                    .insert(model.clone(), std_dev(q).map(round2));
+            }
+        }
+    }
+    let mut clemscores: BTreeMap<String, Option<f64>> = BTreeMap::new();
+    for (model, (played, quality)) in &per_model {
+        let mut averages = [None, None];
+        for (i, (name, values)) in [(AVG_PLAYED, played), (AVG_QUALITY, quality)]
+            .into_iter()
+            .enumerate()
+        {
+            if values.is_empty() {
+                continue;
+            }
+            let v = mean(values).map(round2);
+            averages[i] = v;
+            cells
+                .entry(("all".into(), name.into()))
+                .or_default()
+                .insert(model.clone(), v);
+        }
+        let score = match averages {
+            [Some(p), Some(q)] => Some(round2(p / 100.0 * q)),
+            _ => None,
+        };
+        clemscores.insert(model.clone(), score);
+    }
+    let mut columns = vec![("-".to_string(), "clemscore".to_string())];
+    columns.extend(cells.keys().cloned());
+    let mut out: Vec<(String, Vec<Option<f64>>)> = clemscores
+        .iter()
+        .map(|(model, score)| {
+            let mut row = vec![*score];
+            row.extend(
+                cells
+                    .values()
+                    .map(|by_model| by_model.get(model).copied().flatten()),
+            );
+            (model.clone(), row)
+        })
+        .collect();
+    if sort == SortBy::Clemscore {
+        // Descending, ties in name order, models without a clemscore last.
+        out.sort_by(|(_, a), (_, b)| match (a[0], b[0]) {
+            (Some(x), Some(y)) => y.total_cmp(&x),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => std::cmp::Ordering::Equal,
+        });
+    }
+    Table { columns, rows: out }
+}
+
+/// Runs the command.
+pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
+    let root = &args.results_dir;
+    let rows = raw_rows(root)?;
+    let unscored = results::find_episodes(root)
+        .iter()
+        .filter(|d| !d.join(files::SCORES).exists())
+        .count();
     // Episodes that failed have error.json and no interactions.json.
     let errored = results::dirs_holding(root, files::ERROR).len();
     if rows.is_empty() {
@@ -152,100 +335,36 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
             csv_field(&r.experiment),
             csv_field(&r.episode),
             csv_field(&r.metric),
-            py_float(r.value)
+            csv_float(r.value)
         ));
     }
     write(&root.join("raw.csv"), &raw)?;
 
-    // model -> game -> (played values, main scores of played episodes)
-    type Acc = (Vec<f64>, Vec<f64>);
-    let mut per: BTreeMap<String, BTreeMap<String, Acc>> = BTreeMap::new();
-    for r in &rows {
-        let acc = per
-            .entry(r.model.clone())
-            .or_default()
-            .entry(r.game.clone())
-            .or_default();
-        match (r.metric.as_str(), r.value) {
-            ("Played", Some(v)) => acc.0.push(v),
-            ("Main Score", Some(v)) => acc.1.push(v),
-            _ => {}
-        }
-    }
-    let games: Vec<String> = {
-        let mut g: Vec<String> = per.values().flat_map(|m| m.keys().cloned()).collect();
-        g.sort();
-        g.dedup();
-        g
-    };
-    let mut header = vec![
-        "-, clemscore".to_string(),
-        "all, Average % Played".into(),
-        "all, Average Quality Score".into(),
-    ];
-    for g in &games {
-        header.push(format!("{g}, % Played"));
-        header.push(format!("{g}, Quality Score"));
-    }
-    let mut table: Vec<(String, Vec<Option<f64>>)> = Vec::new();
-    for (model, by_game) in &per {
-        let mut cells = Vec::new();
-        let mut played_all = Vec::new();
-        let mut quality_all = Vec::new();
-        for g in &games {
-            let (p, q) = by_game
-                .get(g)
-                .map(|(p, q)| (mean(p).map(|x| x * 100.0), mean(q)))
-                .unwrap_or((None, None));
-            if let Some(p) = p {
-                played_all.push(p);
-            }
-            if let Some(q) = q {
-                quality_all.push(q);
-            }
-            cells.push(p.map(round2));
-            cells.push(q.map(round2));
-        }
-        let played = mean(&played_all);
-        let quality = mean(&quality_all);
-        // As clembench: no quality score (every episode aborted) means no clemscore.
-        let clemscore = match (played, quality) {
-            (Some(p), Some(q)) => Some(p / 100.0 * q),
-            _ => None,
-        };
-        let mut row = vec![
-            clemscore.map(round2),
-            played.map(round2),
-            quality.map(round2),
-        ];
-        row.extend(cells);
-        table.push((model.clone(), row));
-    }
+    let t = table(&rows, args.std, args.sort);
+    let header: Vec<String> = t.columns.iter().map(|(g, m)| format!("{g}, {m}")).collect();
     let mut csv = String::new();
-    csv.push_str(
-        &std::iter::once(String::new())
-            .chain(header.iter().map(|h| csv_field(h)))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
+    for h in &header {
+        csv.push(',');
+        csv.push_str(&csv_field(h));
+    }
     csv.push('\n');
-    for (model, row) in &table {
+    for (model, row) in &t.rows {
         csv.push_str(&csv_field(model));
         for v in row {
             csv.push(',');
-            csv.push_str(&py_float(*v));
+            csv.push_str(&csv_float(*v));
         }
         csv.push('\n');
     }
     write(&root.join("results.csv"), &csv)?;
 
     let cell = |v: &Option<f64>| match v {
-        Some(_) => py_float(*v),
-        None => "n/a".to_string(),
+        Some(x) if !x.is_nan() => clemhost_pyfacts::float::repr(*x),
+        _ => "n/a".to_string(),
     };
     let mut md = format!("| model | {} |\n", header.join(" | "));
     md.push_str(&format!("|---|{}\n", "---:|".repeat(header.len())));
-    for (model, row) in &table {
+    for (model, row) in &t.rows {
         md.push_str(&format!(
             "| {model} | {} |\n",
             row.iter().map(cell).collect::<Vec<_>>().join(" | ")
@@ -259,7 +378,7 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         html.push_str(&format!("<th>{}</th>", esc(h)));
     }
     html.push_str("</tr>\n");
-    for (model, row) in &table {
+    for (model, row) in &t.rows {
         html.push_str(&format!("<tr><th>{}</th>", esc(model)));
         for v in row {
             html.push_str(&format!("<td>{}</td>", cell(v)));
@@ -301,5 +420,94 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("a\nb"), "\"a\nb\"");
         assert_eq!(csv_field("a\rb"), "\"a\rb\"");
+    }
+
+    #[test]
+    fn rounding_is_numpys_half_to_even_after_scaling() {
+        // 0.125 * 100 = 12.5 exactly: to even. 2.675 * 100 is 267.5 in
+        // binary: to even, up. 1.005 * 100 falls below 100.5: down.
+        assert_eq!(round2(0.125), 0.12);
+        assert_eq!(round2(0.375), 0.38);
+        assert_eq!(round2(2.675), 2.68);
+        assert_eq!(round2(1.005), 1.0);
+    }
+
+    fn row(game: &str, model: &str, metric: &str, value: Option<f64>) -> RawRow {
+        RawRow {
+            game: game.into(),
+            model: model.into(),
+            experiment: "e".into(),
+            episode: "0".into(),
+            metric: metric.into(),
+            value,
+        }
+    }
+
+    #[test]
+    fn averages_are_over_rounded_game_numbers_and_columns_sort_as_pandas() {
+        let rows = vec![
+            row("taboo", "m", "Main Score", Some(100.0 / 3.0)),
+            row("taboo", "m", "Main Score", Some(0.0)),
+            row("taboo", "m", "Main Score", None),
+            row("taboo", "m", "Played", Some(1.0)),
+            row("taboo", "m", "Played", Some(1.0)),
+            row("taboo", "m", "Played", Some(0.0)),
+            row("adventuregame", "m", "Main Score", Some(50.0)),
+            row("adventuregame", "m", "Played", Some(1.0)),
+        ];
+        let t = table(&rows, true, SortBy::ModelName);
+        let names: Vec<String> = t.columns.iter().map(|(g, m)| format!("{g}, {m}")).collect();
+        assert_eq!(
+            names,
+            [
+                "-, clemscore",
+                "adventuregame, % Played",
+                "adventuregame, Quality Score",
+                "adventuregame, Quality Score (std)",
+                "all, Average % Played",
+                "all, Average Quality Score",
+                "taboo, % Played",
+                "taboo, Quality Score",
+                "taboo, Quality Score (std)",
+            ]
+        );
+        // The numbers clemcore 3.3.5's save_clem_table gives for these rows
+        // (pandas 2.0.1): the averages are over the rounded game numbers.
+        let (_, cells) = &t.rows[0];
+        assert_eq!(
+            cells,
+            &[
+                Some(27.79),
+                Some(100.0),
+                Some(50.0),
+                None,
+                Some(83.34),
+                Some(33.34),
+                Some(66.67),
+                Some(16.67),
+                Some(23.57),
+            ]
+        );
+    }
+
+    #[test]
+    fn sorting_by_clemscore_puts_models_without_one_last() {
+        let rows = vec![
+            row("g", "a", "Main Score", Some(10.0)),
+            row("g", "a", "Played", Some(1.0)),
+            row("g", "b", "Main Score", None),
+            row("g", "b", "Played", Some(0.0)),
+            row("g", "c", "Main Score", Some(90.0)),
+            row("g", "c", "Played", Some(1.0)),
+        ];
+        let order = |t: Table| t.rows.into_iter().map(|(m, _)| m).collect::<Vec<_>>();
+        assert_eq!(
+            order(table(&rows, false, SortBy::Clemscore)),
+            ["c", "a", "b"]
+        );
+        assert_eq!(
+            order(table(&rows, false, SortBy::ModelName)),
+            ["a", "b", "c"]
+        );
     }
 }

@@ -1,8 +1,16 @@
-//! `clemhost transcribe`: a readable `transcript.html` for every episode.
+//! `clemhost transcribe`: a readable transcript for every episode. Episodes
+//! of clembench games get clemcore's own `transcript.html` and
+//! `transcript.tex` (its transcript builder, run in a Python worker, so
+//! they are the files `clem transcribe` writes); native games get
+//! clemhost's `transcript.html`.
 
+use crate::clembench::{self, python};
 use crate::cli::GlobalArgs;
+use crate::commands::score::{game_of, selected_games};
 use crate::error::{Error, Exit, Result};
+use crate::games;
 use crate::results::{self, files};
+use crate::runner::StopToken;
 use clap::Args;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -10,9 +18,10 @@ use std::path::PathBuf;
 /// Options of this command.
 #[derive(Debug, Args)]
 pub struct TranscribeArgs {
-    /// Only episodes of this game.
+    /// Only episodes of these games: a name, `all`, or clemcore's JSON
+    /// selector, as for `run`. Repeatable.
     #[arg(short = 'g', long = "game", value_name = "GAME")]
-    pub game: Option<String>,
+    pub games: Vec<String>,
     /// The results directory.
     #[arg(
         short = 'r',
@@ -21,6 +30,17 @@ pub struct TranscribeArgs {
         default_value = "results"
     )]
     pub results_dir: PathBuf,
+    /// Look for clembench games in DIR first (repeatable); needed only for
+    /// a JSON selector in -g.
+    #[arg(long = "games-dir", value_name = "DIR")]
+    pub games_dirs: Vec<PathBuf>,
+    /// The Python interpreter with clemcore for clembench games (default
+    /// $CLEMHOST_PYTHON, else python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Python workers at once for clembench episodes.
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub parallel: usize,
 }
 
 /// Escapes text for HTML.
@@ -125,9 +145,46 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
             args.results_dir.display()
         )));
     }
+    if args.parallel == 0 {
+        return Err(Error::with_exit(
+            Exit::Usage,
+            "--parallel must be at least 1",
+        ));
+    }
+    let root = std::path::absolute(&args.results_dir).map_err(|e| {
+        Error::msg(format!(
+            "-r {}: cannot resolve: {e}",
+            args.results_dir.display()
+        ))
+    })?;
+    // A plain name filters without a search (transcripts need no game).
+    let names: Option<Vec<String>> = if args
+        .games
+        .iter()
+        .all(|g| g != "all" && !g.trim_start().starts_with('{'))
+        && !args.games.is_empty()
+    {
+        Some(args.games.clone())
+    } else {
+        selected_games(&args.games, &args.games_dirs, &mut None)?.map(|m| m.into_keys().collect())
+    };
     let mut written = 0usize;
     let mut failed = 0usize;
-    for dir in results::find_episodes(&args.results_dir) {
+    let mut clembench_episodes = Vec::new();
+    for dir in results::find_episodes(&root) {
+        let game = game_of(&root, &dir);
+        if let Some(names) = &names {
+            if !game.as_ref().is_some_and(|g| names.contains(g)) {
+                continue;
+            }
+        }
+        if game
+            .as_deref()
+            .is_some_and(|g| games::find_game(g).is_none())
+        {
+            clembench_episodes.push(dir);
+            continue;
+        }
         let path = dir.join(files::INTERACTIONS);
         let interactions = match results::read_json(&path) {
             Ok(v) => v,
@@ -137,15 +194,6 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
                 continue;
             }
         };
-        if let Some(g) = &args.game {
-            if interactions
-                .pointer("/meta/game_name")
-                .and_then(Value::as_str)
-                != Some(g)
-            {
-                continue;
-            }
-        }
         results::write_atomic(
             &dir.join(files::TRANSCRIPT),
             render(&interactions).as_bytes(),
@@ -153,13 +201,40 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
         .map_err(Error::wrap)?;
         written += 1;
     }
+    let mut interrupted = 0;
+    if !clembench_episodes.is_empty() {
+        let python = python::check(&python::choose(args.python.as_deref()))?;
+        let stop = StopToken::ctrl_c();
+        let s = clembench::records::transcribe(
+            &python,
+            &root,
+            &clembench_episodes,
+            args.parallel,
+            &stop,
+        )
+        .map_err(Error::msg)?;
+        written += s.written;
+        for (dir, why) in &s.failed {
+            eprintln!("skipped {}: {why}", dir.display());
+        }
+        for p in &s.problems {
+            eprintln!("error: {p}");
+        }
+        failed += s.failed.len() + s.unreached;
+        interrupted = s.interrupted;
+    }
     println!(
         "wrote {written} transcript(s) under {}",
         args.results_dir.display()
     );
-    Ok(if failed > 0 {
-        Exit::EpisodesFailed
-    } else {
-        Exit::Success
-    })
+    if interrupted > 0 {
+        return Err(Error::msg(format!(
+            "interrupted: {interrupted} episode(s) not transcribed; run clemhost transcribe again"
+        )));
+    }
+    if failed > 0 {
+        eprintln!("{failed} episode(s) could not be transcribed");
+        return Ok(Exit::EpisodesFailed);
+    }
+    Ok(Exit::Success)
 }

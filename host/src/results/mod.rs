@@ -383,10 +383,16 @@ pub fn find_episodes(dir: &Path) -> Vec<PathBuf> {
     dirs_holding(dir, files::INTERACTIONS)
 }
 
+/// How the names of clembench workers' staging folders begin
+/// (`<results>/.clemhost-staging-<host>-<pid>-<k>/`): episodes in the making.
+pub const STAGING_PREFIX: &str = ".clemhost-staging-";
+
 /// Every directory under `dir` (itself included) that holds a regular file
 /// called `file_name`, sorted by path. Symbolic links are not followed, so
 /// a link loop in the tree (`ln -s . self`) neither repeats directories nor
 /// hangs the walk; every walk over a results tree goes through here.
+/// Staging folders ([`STAGING_PREFIX`]) are not entered: what a running
+/// `clemhost run` stages there is not a result yet.
 pub fn dirs_holding(dir: &Path, file_name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -399,7 +405,13 @@ pub fn dirs_holding(dir: &Path, file_name: &str) -> Vec<PathBuf> {
                 continue;
             };
             if kind.is_dir() {
-                stack.push(entry.path());
+                if !entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(STAGING_PREFIX)
+                {
+                    stack.push(entry.path());
+                }
             } else if kind.is_file() && entry.file_name() == file_name {
                 out.push(d.clone());
             }

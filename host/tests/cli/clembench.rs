@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The interpreter of a venv made by scripts/clembench-venvs, if it is there.
-fn venv_python(name: &str) -> Option<PathBuf> {
+pub(crate) fn venv_python(name: &str) -> Option<PathBuf> {
     let p = clemhost_cache().join("venvs").join(name).join("bin/python");
     if p.is_file() {
         Some(p)

@@ -6,6 +6,7 @@ mod util;
 
 mod check_hf;
 mod clembench;
+mod clembench_records;
 mod doctor;
 mod hostile;
 mod keys;
