@@ -105,6 +105,13 @@ pub struct ModelConfig {
     pub credentials: Option<Map<String, Value>>,
     /// Generation arguments of the run.
     pub gen_args: GenArgs,
+    /// The most `generate` calls the host will have in flight on this
+    /// model at once (`--parallel`, the episodes to play, the rate limits),
+    /// when it knows; a local backend sizes its per-request memory (KV
+    /// caches, batch slots) by it. Absent (`None`) from older hosts and when
+    /// the host cannot tell; older plugins ignore it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
 }
 
 impl ModelConfig {

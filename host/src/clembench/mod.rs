@@ -231,7 +231,12 @@ pub fn play(
     for (spec, total, episodes) in work {
         let needed = usize::try_from(spec.players()).unwrap_or(0).max(1);
         let selectors = selectors_for(spec, needed, &plan.models)?;
-        let models = open_models(registry, plugins, &selectors, &gen_args, &plan.limits, stop)?;
+        let workers = plan.parallel.clamp(1, episodes.len().max(1));
+        let limits = ModelLimits {
+            concurrency: Some(workers),
+            ..plan.limits.clone()
+        };
+        let models = open_models(registry, plugins, &selectors, &gen_args, &limits, stop)?;
         let mut players = Vec::new();
         let mut handles = Vec::new();
         for m in &models.models {
@@ -261,7 +266,7 @@ pub fn play(
             resume: plan.resume,
             planned: &episodes,
             total,
-            workers: plan.parallel.clamp(1, episodes.len().max(1)),
+            workers,
             deal: OnceLock::new(),
             settled: Mutex::new(HashSet::new()),
             failure: Mutex::new(None),

@@ -152,6 +152,8 @@ impl RunArgs {
                     timeout,
                 },
                 max_concurrent_per_backend: self.max_concurrent,
+                // Known once the instances are read (runner::prepare).
+                concurrency: None,
             },
         ))
     }

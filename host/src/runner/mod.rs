@@ -195,7 +195,14 @@ pub fn prepare(
         max_tokens: plan.gen.max_tokens,
         extra: Map::new(),
     };
-    let models = open_models(registry, plugins, &selectors, &gen_args, &plan.limits, stop)?;
+    // No more episodes run at once than --parallel allows and the
+    // instances hold (shards and --resume play fewer).
+    let episodes: usize = experiments.iter().map(|e| e.instances.len()).sum();
+    let limits = ModelLimits {
+        concurrency: Some(plan.parallel.unwrap_or(usize::MAX).min(episodes).max(1)),
+        ..plan.limits.clone()
+    };
+    let models = open_models(registry, plugins, &selectors, &gen_args, &limits, stop)?;
     let run_dir_name = run_dir_name(&models.models)?;
 
     let has_human = models

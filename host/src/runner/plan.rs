@@ -36,6 +36,11 @@ pub struct ModelLimits {
     /// `--max-concurrent`: calls in flight per backend (`None`: no limit
     /// beyond the models' own).
     pub max_concurrent_per_backend: Option<usize>,
+    /// The most calls the run can have in flight on one model (the
+    /// episodes played at once); `None`: not known. Handed to each plugin
+    /// model as [`clemhost_plugin_sdk::ModelConfig::concurrency`], capped by
+    /// the model's own bounds, so local backends size their memory by it.
+    pub concurrency: Option<usize>,
 }
 
 /// A run, checked.

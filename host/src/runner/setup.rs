@@ -187,17 +187,6 @@ pub fn open_models(
                 let caps = plugin.manifest().capabilities.clone();
                 let credentials =
                     crate::keys::credentials_for_model(&mut keys, &backend, &caps, &spec)?;
-                let config = ModelConfig {
-                    spec: spec.clone(),
-                    credentials,
-                    gen_args: gen_args.clone(),
-                };
-                let handle = plugin.create_model(&config).map_err(|e| {
-                    Error::msg(format!(
-                        "cannot open model '{name}' with plugin {} (backend '{backend}'): {e}",
-                        plugin.path().display()
-                    ))
-                })?;
                 let p = if caps.max_concurrency > 0 {
                     caps.max_concurrency as usize
                 } else if caps.remote {
@@ -216,6 +205,31 @@ pub fn open_models(
                     (false, _) => Some(1),
                     (true, m) => m,
                 };
+                // The most calls this model will see at once: the run's
+                // episodes in flight, never above what the plugin suggests
+                // or any limit in front of it.
+                let concurrency = [
+                    limits.concurrency,
+                    Some(p),
+                    model_max,
+                    limits.max_concurrent_per_backend,
+                ]
+                .into_iter()
+                .flatten()
+                .min()
+                .map(|c| u32::try_from(c.max(1)).unwrap_or(u32::MAX));
+                let config = ModelConfig {
+                    spec: spec.clone(),
+                    credentials,
+                    gen_args: gen_args.clone(),
+                    concurrency,
+                };
+                let handle = plugin.create_model(&config).map_err(|e| {
+                    Error::msg(format!(
+                        "cannot open model '{name}' with plugin {} (backend '{backend}'): {e}",
+                        plugin.path().display()
+                    ))
+                })?;
                 let bounds = ModelBounds {
                     suggested: p,
                     max_concurrent: model_max,

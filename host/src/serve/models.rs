@@ -68,7 +68,10 @@ pub fn open_served(
         plugins,
         &[selector.to_string()],
         &GenArgs::default(),
-        &ModelLimits::default(),
+        &ModelLimits {
+            concurrency: limits.max_concurrent,
+            ..ModelLimits::default()
+        },
         stop,
     )?;
     let Some(open) = opened.models.into_iter().next() else {

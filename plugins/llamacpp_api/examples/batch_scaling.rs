@@ -73,6 +73,7 @@ fn main() {
             n_batch: 512,
             gpu_layers: None,
             flash_attention: false,
+            concurrency: None,
         },
     )
     .unwrap_or_else(|e| {

@@ -11,7 +11,7 @@
 //! N concurrent requests (distinct prompts) and reports its wall time.
 
 use clemhost_plugin_sdk::serde_json::{json, Value};
-use clemhost_plugin_sdk::{Backend, Ctx, GenArgs, GenerateRequest, Message, ModelConfig};
+use clemhost_plugin_sdk::{Backend, Ctx, GenArgs, GenerateRequest, Message, ModelConfig, Timings};
 use llamacpp_api::LlamaCpp;
 use std::time::Instant;
 
@@ -136,7 +136,7 @@ fn main() {
     println!("decode_tok_s={:.1}", median(decode));
     if args.parallel > 0 {
         let started = Instant::now();
-        let total: u64 = std::thread::scope(|s| {
+        let done: Vec<(u64, Timings)> = std::thread::scope(|s| {
             let handles: Vec<_> = (0..args.parallel)
                 .map(|i| {
                     let model = &model;
@@ -144,17 +144,41 @@ fn main() {
                     s.spawn(move || {
                         model
                             .generate(request(&text, args.new), &Ctx::detached())
-                            .map(|g| g.usage.unwrap_or_default().completion_tokens)
-                            .unwrap_or(0)
+                            .map(|g| {
+                                (
+                                    g.usage.unwrap_or_default().completion_tokens,
+                                    g.timings.unwrap_or_default(),
+                                )
+                            })
+                            .unwrap_or_default()
                     })
                 })
                 .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
         });
         let wall = started.elapsed().as_secs_f64();
+        let total: u64 = done.iter().map(|(n, _)| n).sum();
+        // Where the wall time went: until the last prompt was in, every
+        // request waited or prefilled; after it, all decoded together.
+        let prefilled_s = done
+            .iter()
+            .map(|(_, t)| t.queue_ms.unwrap_or(0.0) + t.prefill_ms.unwrap_or(0.0))
+            .fold(0.0, f64::max)
+            / 1000.0;
+        let step_ms = median(
+            done.iter()
+                .filter(|(n, _)| *n > 1)
+                .map(|(n, t)| t.decode_ms.unwrap_or(f64::NAN) / (*n - 1) as f64)
+                .collect(),
+        );
         println!("parallel={}", args.parallel);
         println!("parallel_wall_s={wall:.2}");
         println!("parallel_tok_s={:.1}", total as f64 / wall);
+        println!("parallel_prefilled_s={prefilled_s:.2}");
+        println!("parallel_step_ms={step_ms:.1}");
     }
     if let Some(rss) = peak_rss_mib() {
         println!("peak_rss_mib={rss:.0}");

@@ -16,9 +16,22 @@
 //! reads that sequence's cells, so what one request computes does not depend
 //! on where other requests sit in the cache, and a step over ten sequences
 //! does not attend over ten sequences' cells.
+//!
+//! Memory follows what the run uses: there are as many slots as requests
+//! can run at once (the host's `concurrency`, unless `parallel` says
+//! otherwise), and every stream starts at [`INITIAL_STREAM_CELLS`] cells and
+//! doubles (up to the context size) when an admitted request needs more; the
+//! context is then made again and the running sequences' cells are carried
+//! over bit for bit. Requests are held to the context size, not the stream
+//! size, so the context check does not change. New sequences take the lowest
+//! free slot, because a decode step's attention covers every stream between
+//! the lowest and the highest busy one. A prompt that starts like one that is
+//! running copies that prefix's cells instead of computing them again.
 
 use clemhost_plugin_sdk::log;
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -28,7 +41,7 @@ use llama_cpp_2::token::LlamaToken;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
@@ -94,6 +107,46 @@ pub struct EngineConfig {
     pub gpu_layers: Option<u32>,
     /// Use flash attention.
     pub flash_attention: bool,
+    /// The most requests the host sends at once (`ModelConfig::concurrency`);
+    /// sizes `parallel` when that is not given.
+    pub concurrency: Option<u32>,
+}
+
+/// The KV cells every sequence's stream starts with (or the context size,
+/// when that is smaller); a stream doubles when a request needs more.
+pub const INITIAL_STREAM_CELLS: u32 = 512;
+
+/// The shortest shared prompt prefix worth copying from another sequence.
+const MIN_SHARED_PREFIX: usize = 16;
+
+/// The stream size that holds `needed` cells: `current` doubled as often as
+/// needed, never above `max` (a multiple of 256).
+pub fn grown_stream(current: u32, needed: u32, max: u32) -> u32 {
+    let mut cells = current.max(256);
+    while cells < needed && cells < max {
+        cells = cells.saturating_mul(2);
+    }
+    cells.min(max)
+}
+
+/// How many tokens of `prompt` can be copied from a sequence whose cells
+/// hold `other` (a prompt computed by a prefill): their common prefix, but
+/// leaving at least two tokens to compute, so that the remaining tokens go
+/// through the same matrix kernels as in a prefill of the whole prompt
+/// (llama.cpp computes a single-token batch with other kernels), and only
+/// when the whole prompt fits one prefill pass of `n_batch` tokens (the
+/// prompt alone would be computed as one pass).
+pub fn shareable_prefix(prompt: &[LlamaToken], other: &[LlamaToken], n_batch: usize) -> usize {
+    if prompt.len() > n_batch {
+        return 0;
+    }
+    let common = prompt.iter().zip(other).take_while(|(a, b)| a == b).count();
+    let shared = common.min(prompt.len().saturating_sub(2));
+    if shared >= MIN_SHARED_PREFIX {
+        shared
+    } else {
+        0
+    }
 }
 
 /// The most sequences the engine decodes together when the caller does not say.
@@ -206,6 +259,10 @@ struct Shared {
     wake: Condvar,
     /// The most sequences one decode step has carried so far.
     peak_parallel: AtomicU32,
+    /// The KV cells of every sequence's stream now.
+    stream_cells: AtomicU32,
+    /// Prompt tokens copied from other sequences instead of computed.
+    shared_tokens: AtomicU64,
 }
 
 impl Shared {
@@ -282,57 +339,53 @@ impl Engine {
         let n_ctx = config.n_ctx.unwrap_or_else(|| model.n_ctx_train()).max(16);
         // llama.cpp gives each sequence a multiple of 256 cells; requests
         // are still held to `n_ctx`.
-        let stream = n_ctx.next_multiple_of(256);
+        let max_stream = n_ctx.next_multiple_of(256);
         let parallel = config
             .parallel
+            .or(config.concurrency)
+            .map(|p| p.min(MAX_PARALLEL))
             .unwrap_or_else(|| {
-                parallel_for_budget(kv_bytes_per_token(&model), stream, config.kv_cache_mib)
+                parallel_for_budget(kv_bytes_per_token(&model), max_stream, config.kv_cache_mib)
             })
             .max(1);
-        let cells = stream.saturating_mul(parallel);
-        let ctx_params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(cells))
-            .with_n_batch(config.n_batch)
-            .with_n_ubatch(config.n_batch)
-            .with_n_seq_max(parallel)
-            .with_kv_unified(false)
-            .with_n_threads(i32::try_from(config.threads).unwrap_or(i32::MAX))
-            .with_n_threads_batch(i32::try_from(config.threads).unwrap_or(i32::MAX))
-            .with_flash_attention_policy(if config.flash_attention {
-                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
-            } else {
-                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
-            });
+        let stream = INITIAL_STREAM_CELLS.min(max_stream);
         let shared = Arc::new(Shared {
             state: Mutex::new(QueueState::default()),
             wake: Condvar::new(),
             peak_parallel: AtomicU32::new(0),
+            stream_cells: AtomicU32::new(stream),
+            shared_tokens: AtomicU64::new(0),
         });
+        let layout = ContextLayout {
+            threads: i32::try_from(config.threads).unwrap_or(i32::MAX),
+            n_batch: config.n_batch,
+            flash_attention: config.flash_attention,
+            slots: parallel,
+            max_stream,
+        };
         let (ready_tx, ready_rx) = mpsc::channel();
         let worker = {
             let model = Arc::clone(&model);
             let shared = Arc::clone(&shared);
-            let n_batch = config.n_batch as usize;
             std::thread::Builder::new()
                 .name("llamacpp-worker".into())
                 .spawn(move || {
-                    let ctx = match model.new_context(backend, ctx_params) {
+                    let ctx = match layout.context(&model, backend, stream) {
                         Ok(ctx) => ctx,
                         Err(e) => {
-                            let _ = ready_tx.send(Err(EngineError::Context {
-                                cells,
-                                reason: e.to_string(),
-                            }));
+                            let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
                     let _ = ready_tx.send(Ok(()));
                     Worker {
                         model: &model,
-                        ctx,
+                        backend,
+                        ctx: Some(ctx),
                         shared: &shared,
-                        n_batch,
                         slots: (0..parallel).map(|_| None).collect(),
+                        stream,
+                        layout,
                     }
                     .run();
                 })
@@ -368,9 +421,21 @@ impl Engine {
         self.n_ctx
     }
 
-    /// The most sequences decoded together (each with `n_ctx` cells of KV cache).
+    /// The most sequences decoded together (the sequence slots).
     pub fn parallel(&self) -> u32 {
         self.parallel
+    }
+
+    /// The KV cells each sequence slot has now (starts at
+    /// [`INITIAL_STREAM_CELLS`], grows with the requests).
+    pub fn stream_cells(&self) -> u32 {
+        self.shared.stream_cells.load(Ordering::Relaxed)
+    }
+
+    /// Prompt tokens so far copied from another sequence's cells instead of
+    /// being computed.
+    pub fn shared_prompt_tokens(&self) -> u64 {
+        self.shared.shared_tokens.load(Ordering::Relaxed)
     }
 
     /// The most sequences one decode step has carried so far (1 when
@@ -417,10 +482,53 @@ impl Drop for Engine {
     }
 }
 
+/// What every llama.cpp context of one engine shares; only the stream
+/// size changes when the context is made again.
+struct ContextLayout {
+    threads: i32,
+    n_batch: u32,
+    flash_attention: bool,
+    /// Sequence slots (one KV stream each).
+    slots: u32,
+    /// The largest stream: the context size rounded up to 256 cells.
+    max_stream: u32,
+}
+
+impl ContextLayout {
+    fn context<'m>(
+        &self,
+        model: &'m LlamaModel,
+        backend: &LlamaBackend,
+        stream: u32,
+    ) -> Result<LlamaContext<'m>, EngineError> {
+        let cells = stream.saturating_mul(self.slots);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(cells))
+            .with_n_batch(self.n_batch)
+            .with_n_ubatch(self.n_batch)
+            .with_n_seq_max(self.slots)
+            .with_kv_unified(false)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads)
+            .with_flash_attention_policy(if self.flash_attention {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+            } else {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED
+            });
+        model
+            .new_context(backend, params)
+            .map_err(|e| EngineError::Context {
+                cells,
+                reason: e.to_string(),
+            })
+    }
+}
+
 /// A sequence being generated.
 struct Running {
     queued: Queued,
-    sampler: LlamaSampler,
+    /// `None` for greedy decoding, which takes the first highest logit.
+    sampler: Option<LlamaSampler>,
     /// Tokens in the KV cache for this sequence (the next position).
     n_past: i32,
     /// The token to feed at the next step.
@@ -433,30 +541,56 @@ struct Running {
 
 struct Worker<'m> {
     model: &'m LlamaModel,
-    ctx: llama_cpp_2::context::LlamaContext<'m>,
+    backend: &'m LlamaBackend,
+    /// Always `Some`, except while the context is made again.
+    ctx: Option<LlamaContext<'m>>,
     shared: &'m Shared,
-    n_batch: usize,
     slots: Vec<Option<Running>>,
+    /// KV cells per sequence in the current context.
+    stream: u32,
+    layout: ContextLayout,
 }
 
-fn sampler_for(sampling: &Sampling) -> LlamaSampler {
+fn sampler_for(sampling: &Sampling) -> Option<LlamaSampler> {
     match sampling {
-        Sampling::Greedy => LlamaSampler::greedy(),
+        Sampling::Greedy => None,
         Sampling::Random {
             temperature,
             top_p,
             seed,
-        } => LlamaSampler::chain_simple([
+        } => Some(LlamaSampler::chain_simple([
             LlamaSampler::top_k(40),
             LlamaSampler::top_p(*top_p, 1),
             LlamaSampler::min_p(0.05, 1),
             LlamaSampler::temp(*temperature),
             LlamaSampler::dist(*seed),
-        ]),
+        ])),
     }
 }
 
-impl Worker<'_> {
+/// The index of the first highest logit, as llama.cpp's greedy sampler
+/// chooses (without building its candidate array of the whole vocabulary).
+fn first_argmax(logits: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+fn seq_id(slot: usize) -> i32 {
+    i32::try_from(slot).expect("slot count fits in i32")
+}
+
+impl<'m> Worker<'m> {
+    fn ctx(&mut self) -> &mut LlamaContext<'m> {
+        self.ctx
+            .as_mut()
+            .expect("the context exists outside grow()")
+    }
+
     fn active(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
@@ -477,6 +611,8 @@ impl Worker<'_> {
                     self.fail_all(EngineError::Cancelled);
                     return;
                 }
+                // The lowest free slots first: a decode step attends over
+                // every stream from the lowest to the highest busy slot.
                 let mut free = (0..self.slots.len())
                     .filter(|&s| self.slots[s].is_none())
                     .collect::<Vec<_>>()
@@ -488,18 +624,103 @@ impl Worker<'_> {
                         continue;
                     }
                     // First come, first served; every slot has room for
-                    // any job `submit` accepted.
+                    // any job `submit` accepted once its stream has grown.
                     let Some(slot) = free.next() else { break };
                     let q = state.waiting.pop_front().expect("front() was Some");
                     admitted.push((slot, q));
                 }
                 admitted
             };
+            let needed = admitted
+                .iter()
+                .map(|(_, q)| cells_needed(&q.job))
+                .max()
+                .unwrap_or(0);
+            if needed > self.stream {
+                if let Err(e) = self.grow(needed) {
+                    log::error!("cannot grow the KV cache to {needed} cells per sequence: {e}");
+                    for (_, q) in admitted {
+                        let _ = q.reply.send(Err(e.clone()));
+                    }
+                    if self.ctx.is_none() {
+                        return;
+                    }
+                    continue;
+                }
+            }
             for (slot, q) in admitted {
                 self.start(slot, q);
             }
             self.step();
         }
+    }
+
+    /// Makes the context again with streams of at least `needed` cells,
+    /// carrying every running sequence's cells over. On failure the old size
+    /// is restored (the running sequences go on); when even that fails,
+    /// every sequence fails and the context is gone.
+    fn grow(&mut self, needed: u32) -> Result<(), EngineError> {
+        let cells = grown_stream(self.stream, needed, self.layout.max_stream);
+        let mut saved = Vec::new();
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].is_some() {
+                match self
+                    .ctx()
+                    .state_seq_get(seq_id(slot), LlamaStateSeqFlags::empty())
+                {
+                    Ok(state) => saved.push((slot, state)),
+                    Err(e) => {
+                        return Err(EngineError::Decode(format!("saving sequence {slot}: {e}")))
+                    }
+                }
+            }
+        }
+        // The old cache goes first, so both never take memory together.
+        self.ctx = None;
+        let (made, result) = match self.layout.context(self.model, self.backend, cells) {
+            Ok(ctx) => (Ok(ctx), Ok(cells)),
+            Err(e) => (
+                self.layout.context(self.model, self.backend, self.stream),
+                Err(e),
+            ),
+        };
+        match made {
+            Ok(ctx) => self.ctx = Some(ctx),
+            Err(e) => {
+                self.fail_all_without_context(e.clone());
+                return Err(e);
+            }
+        }
+        for (slot, state) in &saved {
+            if let Err(e) = self.ctx().state_seq_set(state, seq_id(*slot)) {
+                let err = EngineError::Decode(format!("restoring sequence {slot}: {e}"));
+                self.fail_all(err.clone());
+                return Err(err);
+            }
+        }
+        let cells = result?;
+        log::info!(
+            "KV cache grown to {cells} cells per sequence ({} sequences)",
+            self.slots.len()
+        );
+        self.stream = cells;
+        self.shared.stream_cells.store(cells, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The running slot whose prompt shares the longest copyable prefix
+    /// with `prompt`, and that prefix's length.
+    fn prefix_source(&self, prompt: &[LlamaToken]) -> Option<(usize, usize)> {
+        let n_batch = self.layout.n_batch as usize;
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(s, r)| {
+                let r = r.as_ref()?;
+                let shared = shareable_prefix(prompt, &r.queued.job.prompt, n_batch);
+                (shared > 0).then_some((s, shared))
+            })
+            .max_by_key(|&(s, shared)| (shared, std::cmp::Reverse(s)))
     }
 
     /// Prefills one admitted job and chooses its first token.
@@ -520,21 +741,46 @@ impl Worker<'_> {
             }));
             return;
         }
-        let seq = i32::try_from(slot).expect("slot count fits in i32");
-        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        let seq = seq_id(slot);
         let n = q.job.prompt.len();
+        // The cells of a shared prefix come from the other sequence's
+        // stream (a whole-stream copy, done at the next decode), cut to the
+        // prefix.
+        let mut first = 0;
+        if let Some((source, shared)) = self.prefix_source(&q.job.prompt) {
+            let copied = self
+                .ctx()
+                .copy_kv_cache_seq(seq_id(source), seq, None, None)
+                .and_then(|()| self.ctx().kv_cache_seq_rm(seq, Some(shared as u32), None));
+            match copied {
+                Ok(()) => {
+                    first = shared;
+                    self.shared
+                        .shared_tokens
+                        .fetch_add(shared as u64, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    log::warn!("could not copy a shared prompt prefix: {e}");
+                    self.release(seq);
+                }
+            }
+        }
+        let n_batch = self.layout.n_batch as usize;
+        let mut batch = LlamaBatch::new(n_batch, 1);
         let mut last_index = 0;
-        for (chunk_no, chunk) in q.job.prompt.chunks(self.n_batch).enumerate() {
+        let mut pos = first;
+        while pos < n {
             if q.cancel.load(Ordering::Relaxed) {
                 self.abandon(seq, &q, EngineError::Cancelled);
                 return;
             }
             batch.clear();
-            let base = chunk_no * self.n_batch;
-            for (i, tok) in chunk.iter().enumerate() {
-                let pos = base + i;
-                let is_last = pos + 1 == n;
-                if let Err(e) = batch.add(*tok, pos as i32, &[seq], is_last) {
+            // Chunks end where a prefill of the whole prompt ends them.
+            let end = ((pos / n_batch + 1) * n_batch).min(n);
+            for (i, tok) in q.job.prompt[pos..end].iter().enumerate() {
+                let p = pos + i;
+                let is_last = p + 1 == n;
+                if let Err(e) = batch.add(*tok, p as i32, &[seq], is_last) {
                     self.abandon(seq, &q, EngineError::Decode(e.to_string()));
                     return;
                 }
@@ -542,13 +788,14 @@ impl Worker<'_> {
                     last_index = i as i32;
                 }
             }
-            if let Err(e) = self.ctx.decode(&mut batch) {
+            if let Err(e) = self.ctx().decode(&mut batch) {
                 self.abandon(seq, &q, EngineError::Decode(e.to_string()));
                 return;
             }
+            pos = end;
         }
         let mut sampler = sampler_for(&q.job.sampling);
-        let first = sampler.sample(&self.ctx, last_index);
+        let first = self.choose(sampler.as_mut(), last_index);
         let prefill = started.elapsed();
         let mut running = Running {
             queued: q,
@@ -566,6 +813,18 @@ impl Worker<'_> {
         }
     }
 
+    /// The next token from the logits of batch row `index`.
+    fn choose(&mut self, sampler: Option<&mut LlamaSampler>, index: i32) -> LlamaToken {
+        let ctx = self.ctx();
+        match sampler {
+            Some(sampler) => sampler.sample(ctx, index),
+            None => LlamaToken(
+                i32::try_from(first_argmax(ctx.get_logits_ith(index)))
+                    .expect("the vocabulary fits in i32"),
+            ),
+        }
+    }
+
     /// Records a chosen token; `Some` when the sequence is done.
     fn accept(&self, running: &mut Running, token: LlamaToken) -> Option<Finish> {
         if !running.queued.job.ignore_eos && self.model.vocab().is_eog(token) {
@@ -580,10 +839,8 @@ impl Worker<'_> {
     }
 
     fn release(&mut self, seq: i32) {
-        if let Err(e) = self
-            .ctx
-            .clear_kv_cache_seq(u32::try_from(seq).ok(), None, None)
-        {
+        let Some(ctx) = self.ctx.as_mut() else { return };
+        if let Err(e) = ctx.clear_kv_cache_seq(u32::try_from(seq).ok(), None, None) {
             log::warn!("could not clear the KV cache of sequence {seq}: {e}");
         }
     }
@@ -594,8 +851,7 @@ impl Worker<'_> {
     }
 
     fn finish(&mut self, slot: usize, running: Running, finish: Finish) {
-        let seq = i32::try_from(slot).expect("slot count fits in i32");
-        self.release(seq);
+        self.release(seq_id(slot));
         let decode = if running.output.len() > 1 {
             running.decode_start.elapsed()
         } else {
@@ -613,10 +869,20 @@ impl Worker<'_> {
     fn fail_all(&mut self, err: EngineError) {
         for slot in 0..self.slots.len() {
             if let Some(running) = self.slots[slot].take() {
-                let seq = i32::try_from(slot).expect("slot count fits in i32");
-                self.release(seq);
+                self.release(seq_id(slot));
                 let _ = running.queued.reply.send(Err(err.clone()));
             }
+        }
+    }
+
+    /// Fails every running sequence and every waiting job: the context is
+    /// gone and the worker stops.
+    fn fail_all_without_context(&mut self, err: EngineError) {
+        self.fail_all(err.clone());
+        let mut state = self.shared.lock();
+        state.shutdown = true;
+        for q in state.waiting.drain(..) {
+            let _ = q.reply.send(Err(err.clone()));
         }
     }
 
@@ -629,8 +895,7 @@ impl Worker<'_> {
                 .is_some_and(|r| r.queued.cancel.load(Ordering::Relaxed));
             if cancelled {
                 if let Some(running) = self.slots[slot].take() {
-                    let seq = i32::try_from(slot).expect("slot count fits in i32");
-                    self.release(seq);
+                    self.release(seq_id(slot));
                     let _ = running.queued.reply.send(Err(EngineError::Cancelled));
                 }
             }
@@ -650,13 +915,12 @@ impl Worker<'_> {
             let running = self.slots[slot]
                 .as_ref()
                 .expect("filtered to running slots");
-            let seq = i32::try_from(slot).expect("slot count fits in i32");
-            if let Err(e) = batch.add(running.next, running.n_past, &[seq], true) {
+            if let Err(e) = batch.add(running.next, running.n_past, &[seq_id(slot)], true) {
                 self.fail_all(EngineError::Decode(e.to_string()));
                 return;
             }
         }
-        if let Err(e) = self.ctx.decode(&mut batch) {
+        if let Err(e) = self.ctx().decode(&mut batch) {
             log::error!(
                 "llama_decode failed for a batch of {} sequences: {e}",
                 order.len()
@@ -669,13 +933,18 @@ impl Worker<'_> {
                 continue;
             };
             running.n_past += 1;
-            let token = running.sampler.sample(&self.ctx, i as i32);
+            let token = self.choose(running.sampler.as_mut(), i as i32);
             match self.accept(&mut running, token) {
                 Some(finish) => self.finish(slot, running, finish),
                 None => self.slots[slot] = Some(running),
             }
         }
     }
+}
+
+/// The KV cells a job fills at most: its prompt and every generated token.
+fn cells_needed(job: &Job) -> u32 {
+    u32::try_from(job.prompt.len() as u64 + u64::from(job.max_new_tokens)).unwrap_or(u32::MAX)
 }
 
 #[cfg(test)]

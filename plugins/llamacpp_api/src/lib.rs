@@ -196,15 +196,18 @@ impl Backend for LlamaCpp {
                 n_batch: settings.n_batch,
                 gpu_layers: settings.gpu_layers,
                 flash_attention: settings.flash_attention,
+                concurrency: config.concurrency,
             },
         )
         .map_err(|e| engine_error(&model, e))?;
         log::info!(
-            "{model}: loaded {} in {:.2} s ({threads} threads, context {} tokens, {} parallel sequences)",
+            "{model}: loaded {} in {:.2} s ({threads} threads, context {} tokens, {} parallel sequences \
+             of {} KV cells to start with)",
             path.display(),
             started.elapsed().as_secs_f64(),
             engine.n_ctx(),
             engine.parallel(),
+            engine.stream_cells(),
         );
         let llama = engine.model();
         let chosen = choose_template(

@@ -33,11 +33,13 @@ pub struct Settings {
     /// `model_config.n_ctx` (or `context_length`): context size per sequence
     /// (default: the model's training context).
     pub n_ctx: Option<u32>,
-    /// `model_config.kv_cache_mib`: KV-cache memory for all sequences
-    /// together, which sizes `parallel` when it is not given.
+    /// `model_config.kv_cache_mib`: KV-cache memory for all sequences at
+    /// full context, which sizes `parallel` when neither it nor the host's
+    /// `concurrency` is given.
     pub kv_cache_mib: u32,
     /// `model_config.parallel`: the most sequences decoded together (default:
-    /// as many as fit `kv_cache_mib`, at most [`crate::engine::MAX_PARALLEL`]).
+    /// the host's `concurrency`, else as many as fit `kv_cache_mib`; at most
+    /// [`crate::engine::MAX_PARALLEL`]).
     pub parallel: Option<u32>,
     /// `model_config.n_batch`: the most prompt tokens per decode call.
     pub n_batch: u32,

@@ -28,6 +28,7 @@ pub fn engine(gguf: &std::path::Path, parallel: u32) -> Engine {
             n_batch: 512,
             gpu_layers: None,
             flash_attention: false,
+            concurrency: None,
         },
     )
     .expect("the GGUF loads")
