@@ -795,8 +795,25 @@ fn tree_without_backend_objects(dir: &Path) -> BTreeMap<PathBuf, Value> {
             _ => {}
         }
     }
-    let mut tree = tree_without_times(dir);
-    tree.values_mut().for_each(strip);
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Value>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+                continue;
+            }
+            let text = std::fs::read_to_string(&p).unwrap();
+            // clemcore's scorers write Python's NaN (not JSON) for undefined scores.
+            let mut v: Value = serde_json::from_str(&text)
+                .or_else(|_| serde_json::from_str(&text.replace("NaN", "null")))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            v = crate::times::without_times(&v);
+            strip(&mut v);
+            out.insert(p.strip_prefix(root).unwrap().to_path_buf(), v);
+        }
+    }
+    let mut tree = BTreeMap::new();
+    walk(dir, dir, &mut tree);
     tree
 }
 
