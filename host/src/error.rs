@@ -107,6 +107,16 @@ pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// `eprintln!` for messages that carry text from outside (paths of a
+/// results tree, names, server answers): the line goes through
+/// [`escape_for_terminal`].
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        eprintln!("{}", $crate::error::escape_for_terminal(&format!($($arg)*)))
+    };
+}
+
 /// Describes a JSON parse error with the file, line and column, and what to do.
 pub fn json_error(path: &std::path::Path, e: &serde_json::Error, what: &str) -> Error {
     Error::msg(format!(

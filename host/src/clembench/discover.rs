@@ -167,6 +167,7 @@ fn from_registry_file(path: &Path, found: &mut Vec<GameSpec>) -> Result<()> {
                 )));
             }
         }
+        check_game_name(&entry, path)?;
         entry
             .entry("lookup_source")
             .or_insert_with(|| path.display().to_string().into());
@@ -239,12 +240,33 @@ fn from_clemgame_file(dir: &Path, file: &Path, found: &mut Vec<GameSpec>) -> Res
                 )));
             }
         }
+        check_game_name(&spec, file)?;
         found.push(GameSpec {
             spec,
             source: file.to_path_buf(),
         });
     }
     Ok(())
+}
+
+/// A game's name becomes a folder of the results tree: it must be a
+/// string that is one normal path component.
+fn check_game_name(spec: &Map<String, Value>, file: &Path) -> Result<()> {
+    let rule = match spec.get("game_name") {
+        Some(Value::String(name)) => match crate::results::names::check_component(name) {
+            Ok(()) => return Ok(()),
+            Err(rule) => rule.to_string(),
+        },
+        _ => "it must be a string".to_string(),
+    };
+    let shown = match spec.get("game_name") {
+        Some(Value::String(name)) => format!("'{name}'"),
+        other => other.map(Value::to_string).unwrap_or_default(),
+    };
+    Err(Error::msg(format!(
+        "{}: \"game_name\" {shown} is not one folder name: {rule}; rename the game",
+        file.display(),
+    )))
 }
 
 /// A parsed `-g` value.
@@ -448,5 +470,33 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("clemgame.json:1:"), "{e}");
+    }
+
+    #[test]
+    fn game_names_that_are_not_one_folder_are_refused_naming_the_file() {
+        for (name, rule) in [
+            ("\"../../escape\"", "'/'"),
+            ("\"/abs/x\"", "'/'"),
+            ("\"..\"", "\"..\""),
+            ("\"\"", "empty"),
+            ("7", "a string"),
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            write(
+                d.path(),
+                "g/clemgame.json",
+                &format!("{{\"game_name\": {name}, \"players\": 1}}"),
+            );
+            let e = discover(&SearchPaths {
+                cwd: d.path().into(),
+                ..SearchPaths::default()
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("clemgame.json") && e.contains("game_name") && e.contains(rule),
+                "{name}: {e}"
+            );
+        }
     }
 }

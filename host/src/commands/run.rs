@@ -247,7 +247,10 @@ fn run_clembench(global: &GlobalArgs, plan: &ClembenchPlan) -> Result<Exit> {
     let stop = StopToken::ctrl_c();
     let s = clembench::play(plan, &registry, global, &stop)?;
     for dir in &s.run_dirs {
-        println!("results: {}", dir.display());
+        println!(
+            "results: {}",
+            crate::error::escape_for_terminal(&dir.display().to_string())
+        );
     }
     let rows = [
         ("episodes", s.episodes.to_string()),
@@ -310,7 +313,10 @@ fn print_summary(s: &RunSummary) {
         ("tokens", s.tokens.to_string()),
         ("wall time", format!("{:.2} s", s.wall.as_secs_f64())),
     ];
-    println!("results: {}", s.run_dir.display());
+    println!(
+        "results: {}",
+        crate::error::escape_for_terminal(&s.run_dir.display().to_string())
+    );
     for (k, v) in rows {
         println!("  {k:<20} {v:>10}");
     }

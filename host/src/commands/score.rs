@@ -154,7 +154,7 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
             }
         }
         let Some(game) = game_of(&root, &dir) else {
-            eprintln!(
+            crate::say!(
                 "skipped {}: not an episode folder <model>/<game>/<experiment>/<episode> under {}",
                 dir.display(),
                 root.display()
@@ -191,7 +191,7 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
             match spec {
                 Some(s) if s.has_master() => work.push((s, episodes)),
                 Some(s) => {
-                    eprintln!(
+                    crate::say!(
                         "skipped {} episode(s) of {game}: {} has no master.py, so no scorer",
                         episodes.len(),
                         s.source.display()
@@ -199,7 +199,7 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
                     failed += episodes.len();
                 }
                 None => {
-                    eprintln!(
+                    crate::say!(
                         "skipped {} episode(s) of {game}: no game '{game}' found to score them with (clembench games are searched as clemcore does, plus --games-dir DIR: see docs/clembench-games.md)",
                         episodes.len()
                     );
@@ -219,7 +219,7 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
         match score_native(dir) {
             Ok(()) => scored += 1,
             Err(e) => {
-                eprintln!("skipped {}: {e}", dir.display());
+                crate::say!("skipped {}: {e}", dir.display());
                 failed += 1;
             }
         }
@@ -231,10 +231,10 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
             .map_err(Error::msg)?;
         scored += s.written;
         for (dir, why) in &s.failed {
-            eprintln!("skipped {}: {why}", dir.display());
+            crate::say!("skipped {}: {why}", dir.display());
         }
         for p in &s.problems {
-            eprintln!("error: {p}");
+            crate::say!("error: {p}");
         }
         failed += s.failed.len() + s.unreached;
         interrupted = s.interrupted;
@@ -249,7 +249,7 @@ pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
         )));
     }
     if failed > 0 {
-        eprintln!("{failed} episode(s) could not be scored");
+        crate::say!("{failed} episode(s) could not be scored");
         return Ok(Exit::EpisodesFailed);
     }
     Ok(Exit::Success)

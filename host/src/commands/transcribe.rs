@@ -189,7 +189,7 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
         let interactions = match results::read_json(&path) {
             Ok(v) => v,
             Err(e) => {
-                eprintln!("skipped: {e}");
+                crate::say!("skipped: {e}");
                 failed += 1;
                 continue;
             }
@@ -215,10 +215,10 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
         .map_err(Error::msg)?;
         written += s.written;
         for (dir, why) in &s.failed {
-            eprintln!("skipped {}: {why}", dir.display());
+            crate::say!("skipped {}: {why}", dir.display());
         }
         for p in &s.problems {
-            eprintln!("error: {p}");
+            crate::say!("error: {p}");
         }
         failed += s.failed.len() + s.unreached;
         interrupted = s.interrupted;
@@ -233,7 +233,7 @@ pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
         )));
     }
     if failed > 0 {
-        eprintln!("{failed} episode(s) could not be transcribed");
+        crate::say!("{failed} episode(s) could not be transcribed");
         return Ok(Exit::EpisodesFailed);
     }
     Ok(Exit::Success)

@@ -263,7 +263,10 @@ pub fn read_json(path: &Path) -> Result<Value, ResultsError> {
         path: path.to_path_buf(),
         source,
     })?;
-    from_python_json(&text).map_err(|e| ResultsError::Json {
+    // A byte order mark (an editor on Windows) is not a reason to call the
+    // file broken and write it anew.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    from_python_json(text).map_err(|e| ResultsError::Json {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
@@ -600,6 +603,15 @@ mod tests {
             g.starts_with("group-3p-") && g.len() == "group-3p-".len() + 8,
             "{g}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_make_a_results_file_unreadable() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("run.json");
+        std::fs::write(&p, "\u{feff}{\"games\": {\"othergame\": {}}}").unwrap();
+        let v = read_json(&p).unwrap();
+        assert!(v["games"]["othergame"].is_object());
     }
 
     #[test]

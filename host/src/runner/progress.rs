@@ -36,6 +36,11 @@ impl Progress {
 
     /// One episode ended (or was skipped): `what` says how.
     pub(crate) fn finished(&self, label: &str, what: &str) {
+        // Names come from instances and registry files, `what` from games.
+        let (label, what) = (
+            crate::error::escape_for_terminal(label),
+            crate::error::escape_for_terminal(what),
+        );
         let n = self.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{label}: {what}"));
