@@ -122,26 +122,28 @@ fn in_run_named(root: &Path, episode: &Path, text: &str) -> bool {
         .is_some_and(|c| c.as_os_str().to_string_lossy().contains(text))
 }
 
-/// Runs the command.
-pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
-    if !args.results_dir.is_dir() {
+/// The absolute results directory of `score`/`transcribe`, once `-r` and
+/// `--parallel` are checked.
+pub(crate) fn results_root(dir: &Path, parallel: usize) -> Result<PathBuf> {
+    if !dir.is_dir() {
         return Err(Error::msg(format!(
             "no results directory {}; play a game first (clemhost run) or pass -r DIR",
-            args.results_dir.display()
+            dir.display()
         )));
     }
-    if args.parallel == 0 {
+    if parallel == 0 {
         return Err(Error::with_exit(
             Exit::Usage,
             "--parallel must be at least 1",
         ));
     }
-    let root = std::path::absolute(&args.results_dir).map_err(|e| {
-        Error::msg(format!(
-            "-r {}: cannot resolve: {e}",
-            args.results_dir.display()
-        ))
-    })?;
+    std::path::absolute(dir)
+        .map_err(|e| Error::msg(format!("-r {}: cannot resolve: {e}", dir.display())))
+}
+
+/// Runs the command.
+pub fn run(_global: &GlobalArgs, args: &ScoreArgs) -> Result<Exit> {
+    let root = results_root(&args.results_dir, args.parallel)?;
     let mut found = None;
     let wanted = selected_games(&args.games, &args.games_dirs, &mut found)?;
     let mut native: Vec<PathBuf> = Vec::new();

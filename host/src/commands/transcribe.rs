@@ -139,24 +139,7 @@ pub fn render(interactions: &Value) -> String {
 
 /// Runs the command.
 pub fn run(_global: &GlobalArgs, args: &TranscribeArgs) -> Result<Exit> {
-    if !args.results_dir.is_dir() {
-        return Err(Error::msg(format!(
-            "no results directory {}; play a game first (clemhost run) or pass -r DIR",
-            args.results_dir.display()
-        )));
-    }
-    if args.parallel == 0 {
-        return Err(Error::with_exit(
-            Exit::Usage,
-            "--parallel must be at least 1",
-        ));
-    }
-    let root = std::path::absolute(&args.results_dir).map_err(|e| {
-        Error::msg(format!(
-            "-r {}: cannot resolve: {e}",
-            args.results_dir.display()
-        ))
-    })?;
+    let root = super::score::results_root(&args.results_dir, args.parallel)?;
     // A plain name filters without a search (transcripts need no game).
     let names: Option<Vec<String>> = if args
         .games
