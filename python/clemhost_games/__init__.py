@@ -1,8 +1,9 @@
 """clemhost's Python side: plays clembench games with clemcore's own code.
 
 clemhost starts ``python -m clemhost_games`` as a worker process. The worker
-reads one job (a game spec, the players) from the host, says where
-clemcore writes, is told the episodes to play, loads the game through clemcore's public API
+reads jobs (a game spec, the players, its seats) from the host, one after
+the other; for each it says where clemcore writes, asks for episodes to
+play as its seats free up, loads the game through clemcore's public API
 (``GameBenchmark.load_from_spec``), plays the episodes with clemcore's game
 master, runner and result callbacks (so every file is the one ``clem run``
 writes), and sends each model call of a player to the host, which answers
@@ -12,4 +13,4 @@ clemcore's code (``records``). See ``protocol`` for the messages.
 
 __all__ = ["PROTOCOL_VERSION"]
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4

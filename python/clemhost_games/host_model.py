@@ -18,20 +18,25 @@ class HostCallError(RuntimeError):
 
 
 class HostModel(Model):
-    """Player ``index``'s model, answered by clemhost.
+    """Player ``index``'s model in ``seat``, answered by clemhost.
 
     The model spec is the host's resolved registry entry, so the results
     record it as ``clem run`` records clemcore's own resolution.
     """
 
-    def __init__(self, channel: Channel, index: int, spec: Dict[str, Any], gen_args: Dict[str, Any]) -> None:
+    def __init__(
+        self, channel: Channel, seat: int, index: int, spec: Dict[str, Any], gen_args: Dict[str, Any]
+    ) -> None:
         super().__init__(ModelSpec.from_dict(spec))
         self.set_gen_args(**gen_args)
         self._channel = channel
+        self._seat = seat
         self._index = index
 
     def generate_response(self, messages: List[Dict]) -> Tuple[Any, Any, str]:
-        answer = self._channel.request("call", {"player": self._index, "messages": messages})
+        answer = self._channel.request(
+            "call", {"seat": self._seat, "player": self._index, "messages": messages}, seat=self._seat
+        )
         reply = answer.get("reply")
         if not isinstance(reply, dict):
             raise HostCallError("protocol", f"expected a reply, got {sorted(answer)}")

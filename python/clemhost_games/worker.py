@@ -1,18 +1,24 @@
-"""The worker: plays one job's episodes with clemcore's own runner.
+"""The worker: plays a job's episodes with clemcore's own runner, on seats.
 
 Both supported clemcore lines are driven through their public API as their
-own ``clem run`` drives it: 3.3.x (``GameInstanceIterator`` with a
-``sub_selector``, four file callbacks) and 3.4+ up to 3.7.x
-(``GameInstances`` with a filter, six file callbacks). The episodes are
-those the host lists in the job, in the host's order of experiments.
+own ``clem run`` drives it: 3.3.x (``GameInstanceIterator``, four file
+callbacks) and 3.4+ up to 3.7.x (``GameInstances``, six file callbacks).
+Each seat of a job is a thread with its own models and callbacks that runs
+clemcore's runner over the episodes the host hands it one at a time, so a
+worker plays as many episodes at once as it has seats while it waits for
+answers, and a game's module is loaded once per job. (One game at a time
+per process: clemcore loads a game's helper modules into ``sys.modules``
+and unloads them when the game is closed.)
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import traceback
+from collections import defaultdict, deque
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, Iterator, List, Optional, Tuple
 
 from clemhost_games import PROTOCOL_VERSION
 from clemhost_games.protocol import Channel
@@ -34,14 +40,18 @@ class EpisodeReporter(logging.Handler):
     exception) so that a failed episode is reported with its error.
     """
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, seat: int) -> None:
         super().__init__(level=logging.ERROR)
         self._channel = channel
+        self._seat = seat
+        self._thread = threading.get_ident()  # the seat's: records of other seats are theirs
         self._current: Optional[Tuple[str, int]] = None
         self._error: Optional[Dict[str, str]] = None
 
     # logging.Handler
     def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self._thread:
+            return
         if self._current is None or record.exc_info is None or self._error is not None:
             return
         exc_type, exc, _tb = record.exc_info
@@ -55,7 +65,9 @@ class EpisodeReporter(logging.Handler):
     def _finish(self, error: Optional[Dict[str, str]]) -> None:
         if self._current is not None:
             experiment, game_id = self._current
-            self._channel.send("episode", {"experiment": experiment, "game_id": game_id, "error": error})
+            self._channel.send(
+                "episode", {"seat": self._seat, "experiment": experiment, "game_id": game_id, "error": error}
+            )
         self._current = None
         self._error = None
 
@@ -105,6 +117,8 @@ def skip_downloads_of_installed_nltk_data() -> None:
     except ImportError:
         return
     original = nltk.download
+    if getattr(original, "clemhost_skips_installed", False):
+        return  # done for an earlier job of this worker
 
     def download(info_or_id: Any = None, *args: Any, **kwargs: Any) -> Any:
         if isinstance(info_or_id, str):
@@ -117,11 +131,12 @@ def skip_downloads_of_installed_nltk_data() -> None:
                         pass
         return original(info_or_id, *args, **kwargs)
 
+    setattr(download, "clemhost_skips_installed", True)
     nltk.download = download
 
 
-def load_models(channel: Channel, players: List[Dict[str, Any]], gen_args: Dict[str, Any]) -> List[Any]:
-    """clemcore's own mock/programmatic players, and host models for the rest."""
+def load_models(channel: Channel, seat: int, players: List[Dict[str, Any]], gen_args: Dict[str, Any]) -> List[Any]:
+    """clemcore's own mock/programmatic players, and host models for the rest (one set per seat)."""
     from clemcore import backends
 
     from clemhost_games.host_model import HostModel
@@ -129,34 +144,75 @@ def load_models(channel: Channel, players: List[Dict[str, Any]], gen_args: Dict[
     models: List[Any] = []
     for index, player in enumerate(players):
         if player["kind"] == "host":
-            models.append(HostModel(channel, index, player["spec"], gen_args))
+            models.append(HostModel(channel, seat, index, player["spec"], gen_args))
         else:
             models.append(backends.load_model(player["name"], gen_args))
     return models
 
 
-def play(channel: Channel, job: Dict[str, Any]) -> None:
+class InstancePool:
+    """Every instance of the spec, by (experiment, game_id), in clemcore's own items.
+
+    Built once per job from clemcore's iterator, so each item is what
+    clemcore's runner would get for that episode (3.3: an ``(experiment,
+    game_instance)`` pair, 3.7: a row). clembench's codenames has two
+    experiments of one name: each key holds its items in file order.
+    """
+
+    def __init__(self, spec: Any, modern: bool) -> None:
+        self._items: Dict[Tuple[str, int], Deque[Any]] = defaultdict(deque)
+        self._lock = threading.Lock()
+        if modern:
+            from clemcore.clemgame import GameInstances
+
+            for row in GameInstances.from_game_spec(spec):
+                self._items[(row["experiment"]["name"], int(row["game_instance"]["game_id"]))].append(row)
+        else:
+            from clemcore.clemgame import GameInstanceIterator
+
+            every = GameInstanceIterator.from_game_spec(spec)
+            every.reset()
+            for experiment, instance in every:
+                self._items[(experiment["name"], int(instance["game_id"]))].append((experiment, instance))
+
+    def take(self, experiment: str, game_id: int) -> Any:
+        with self._lock:
+            items = self._items.get((experiment, game_id))
+            if not items:
+                raise LookupError(f"the host handed out {experiment}/{game_id}, which the instances file lacks")
+            return items.popleft()
+
+
+class Handed:
+    """The episodes the host hands one seat, one at a time, as clemcore's runner iterates."""
+
+    def __init__(self, channel: Channel, seat: int, pool: InstancePool) -> None:
+        self._channel = channel
+        self._seat = seat
+        self._pool = pool
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            answer = self._channel.request("next", {"seat": self._seat}, seat=self._seat)
+            episode = answer.get("next", {}).get("episode")
+            if episode is None:
+                return
+            yield self._pool.take(str(episode[0]), int(episode[1]))
+
+
+def play_seat(channel: Channel, job: Dict[str, Any], seat: Dict[str, Any], benchmark: Any, pool: InstancePool) -> None:
+    """One seat: its models and callbacks, then clemcore's runner over what the host hands it."""
     from clemcore.backends import Model
-    from clemcore.clemgame import GameBenchmark, GameBenchmarkCallbackList
+    from clemcore.clemgame import GameBenchmarkCallbackList
     from clemcore.clemgame.callbacks import files as cb_files
-    from clemcore.clemgame.registry import GameSpec
     from clemcore.clemgame.runners import dispatch
 
-    skip_downloads_of_installed_nltk_data()
-    spec = GameSpec.from_dict(dict(job["game_spec"]))
-    if job.get("instances"):
-        spec.instances = job["instances"]
-    models = load_models(channel, job["players"], job["gen_args"])
-    results = Path(job["results_dir"])
+    number = int(seat["seat"])
+    models = load_models(channel, number, job["players"], job["gen_args"])
+    results = Path(seat["results_dir"])
     infos = Model.to_infos(models)
-    reporter = EpisodeReporter(channel)
-    logging.getLogger("clemcore").addHandler(reporter)
-    logging.getLogger().addHandler(reporter)
-
-    modern = hasattr(__import__("clemcore.clemgame", fromlist=["x"]), "GameInstances")
+    modern = is_modern()
     if modern:
-        from clemcore.clemgame import GameInstances
-
         folder = cb_files.ResultsFolder(results, run_dir=Model.to_identifier(models))
         savers = [
             cb_files.InstanceFileSaver(folder),
@@ -175,31 +231,64 @@ def play(channel: Channel, job: Dict[str, Any]) -> None:
         ]
         run_saver = cb_files.RunFileSaver(folder, infos)
     run_dir = folder.to_run_dir_path() if modern else folder.to_models_dir_path()
-    answer = channel.request("ready", {"run_dir": str(run_dir)})
-    if not isinstance(answer.get("episodes"), list):
-        raise ValueError(f"expected the episodes, got {sorted(answer)}")
-    episodes: Set[Tuple[str, int]] = {(e, int(i)) for e, i in answer["episodes"]}
+    answer = channel.request("ready", {"seat": number, "run_dir": str(run_dir)}, seat=number)
+    if "ready" not in answer:
+        raise ValueError(f"expected the host's ready, got {sorted(answer)}")
+    reporter = EpisodeReporter(channel, number)
     savers.append(run_saver)
     # The reporter last: an episode is reported once every saver has written
     # its files, so the host can move the folder whole. A saver that raises
     # skips the reporter's on_game_end; the next episode's start (or the
     # benchmark's end) then reports the episode as failed.
     callbacks = GameBenchmarkCallbackList(savers + [reporter])
+    loggers = [logging.getLogger("clemcore"), logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(reporter)
+    try:
+        dispatch.run(benchmark, Handed(channel, number, pool), models, callbacks=callbacks, batch_size=1)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(reporter)
 
+
+def is_modern() -> bool:
+    """clemcore 3.4+ (``GameInstances``, six file callbacks) rather than 3.3."""
+    import clemcore.clemgame
+
+    return hasattr(clemcore.clemgame, "GameInstances")
+
+
+def play(channel: Channel, job: Dict[str, Any]) -> None:
+    from clemcore.clemgame import GameBenchmark
+    from clemcore.clemgame.registry import GameSpec
+
+    skip_downloads_of_installed_nltk_data()
+    spec = GameSpec.from_dict(dict(job["game_spec"]))
+    if job.get("instances"):
+        spec.instances = job["instances"]
+    seats: List[Dict[str, Any]] = list(job["seats"])
     with GameBenchmark.load_from_spec(spec) as benchmark:
-        if modern:
-            instances = GameInstances.from_game_spec(spec).filter(
-                lambda row: (row["experiment"]["name"], int(row["game_instance"]["game_id"])) in episodes
-            )
-        else:
-            from clemcore.clemgame import GameInstanceIterator
+        pool = InstancePool(spec, is_modern())
+        if len(seats) == 1:
+            play_seat(channel, job, seats[0], benchmark, pool)
+            return
+        failures: List[BaseException] = []
 
-            def sub_selector(_game: str, experiment: str) -> List[int]:
-                return sorted(i for e, i in episodes if e == experiment)
+        def run(seat: Dict[str, Any]) -> None:
+            try:
+                play_seat(channel, job, seat, benchmark, pool)
+            except BaseException as e:  # reported by the job, after every seat ended
+                failures.append(e)
 
-            instances = GameInstanceIterator.from_game_spec(spec, sub_selector=sub_selector)
-            instances.reset()
-        dispatch.run(benchmark, instances, models, callbacks=callbacks, batch_size=1)
+        threads = [
+            threading.Thread(target=run, args=(seat,), name=f"clemhost-seat-{seat['seat']}") for seat in seats
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if failures:
+            raise failures[0]
 
 
 def end_with_the_host() -> None:
@@ -247,29 +336,29 @@ def main() -> int:
         channel.send("fatal", {"message": "clemcore is not installed"})
         return 1
     channel.send("hello", {"clemcore": version, "protocol": PROTOCOL_VERSION})
-    message = channel.receive()
-    if message is None:
-        return 0
-    job = message.get("job")
-    if not isinstance(job, dict):
-        channel.send("fatal", {"message": f"expected a job, got {sorted(message)}"})
-        return 1
-    task = job.get("task", "play")
-    try:
-        if task == "play":
-            play(channel, job)
-        elif task in ("score", "transcribe"):
-            from clemhost_games import records
-
-            getattr(records, task)(channel, job)
-        else:
-            channel.send("fatal", {"message": f"unknown task {task!r}"})
+    while True:
+        message = channel.receive()
+        if message is None:  # the host closed the pipe: the run is over
+            return 0
+        job = message.get("job")
+        if not isinstance(job, dict):
+            channel.send("fatal", {"message": f"expected a job, got {sorted(message)}"})
             return 1
-    except Exception as e:  # the job could not be done at all (e.g. master.py does not import)
-        channel.send(
-            "fatal",
-            {"message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:]},
-        )
-        return 1
-    channel.send("done", {})
-    return 0
+        task = job.get("task", "play")
+        try:
+            if task == "play":
+                play(channel, job)
+            elif task in ("score", "transcribe"):
+                from clemhost_games import records
+
+                getattr(records, task)(channel, job)
+            else:
+                channel.send("fatal", {"message": f"unknown task {task!r}"})
+                return 1
+        except Exception as e:  # the job could not be done at all (e.g. master.py does not import)
+            channel.send(
+                "fatal",
+                {"message": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()[-4000:]},
+            )
+            return 1
+        channel.send("done", {})

@@ -21,16 +21,17 @@ use crate::cli::GlobalArgs;
 use crate::error::{Error, Result};
 use crate::games::PlayerModel;
 use crate::registry::Registry;
+use crate::results::lock::RunLock;
 use crate::results::{self, schema::ErrorRecord, Timestamp};
 use crate::runner::progress::{self, Progress};
 use crate::runner::{open_models, GenSettings, ModelLimits, Shard, StopToken};
 use clemhost_plugin_sdk::GenArgs;
 use discover::GameSpec;
 use serde_json::{json, Map, Value};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A clembench run, checked.
@@ -52,7 +53,7 @@ pub struct ClembenchPlan {
     pub results_dir: PathBuf,
     /// The interpreter to use.
     pub python: PathBuf,
-    /// `--parallel`: worker processes per game (episodes played at once).
+    /// `--parallel`: episodes played at once, over every game ([`pool_shape`]).
     pub parallel: usize,
     /// `--resume`: skip the episodes complete in the run folder.
     pub resume: bool,
@@ -162,10 +163,17 @@ pub fn episodes_of(
     Ok(out)
 }
 
-/// Plays every selected spec, one after the other, each on up to
-/// `--parallel` workers.
+/// Plays every selected spec on a pool of workers.
 ///
-/// Workers never write into the run folder: each writes into its own
+/// `--parallel N` is N *seats*: episodes played at once. They sit in up to
+/// one worker process per core, each with several seats (threads) when N
+/// is larger, so that clemcore is imported a few times, not N times
+/// ([`pool_shape`]). A worker does one spec after the other; its seats take
+/// the spec's next episode as they free up, and a worker whose spec has no
+/// episode left to hand out moves on to the next spec while the others
+/// finish theirs. So specs overlap and the cores stay busy.
+///
+/// Workers never write into the run folder: each seat writes into its own
 /// staging folder ([`staging`]), and the host moves an episode's folder
 /// into the run folder, with one rename, once the worker reports that
 /// clemcore has written all its files. So the run folder holds whole
@@ -220,26 +228,28 @@ pub fn play(
             plan.results_dir.display()
         ))
     })?;
-    std::fs::create_dir_all(&results_dir)
-        .map_err(|e| Error::msg(format!("{}: cannot create: {e}", results_dir.display())))?;
-    staging::remove_stale(&results_dir);
-    let mut summary = ClembenchSummary {
-        episodes: work.iter().map(|(_, _, mine)| mine.len()).sum(),
-        ..ClembenchSummary::default()
+    let seats = plan.parallel.max(1);
+    let limits = ModelLimits {
+        concurrency: Some(seats),
+        ..plan.limits.clone()
     };
-    let progress = Progress::new(summary.episodes, plan.show_progress);
+    // The models of every spec, each list of selectors opened once for the run.
+    let mut opened: Vec<(Vec<String>, crate::runner::OpenModels)> = Vec::new();
+    let mut specs = Vec::new();
     for (spec, total, episodes) in work {
         let needed = usize::try_from(spec.players()).unwrap_or(0).max(1);
         let selectors = selectors_for(spec, needed, &plan.models)?;
-        let workers = plan.parallel.clamp(1, episodes.len().max(1));
-        let limits = ModelLimits {
-            concurrency: Some(workers),
-            ..plan.limits.clone()
+        let index = match opened.iter().position(|(s, _)| *s == selectors) {
+            Some(i) => i,
+            None => {
+                let models = open_models(registry, plugins, &selectors, &gen_args, &limits, stop)?;
+                opened.push((selectors, models));
+                opened.len() - 1
+            }
         };
-        let models = open_models(registry, plugins, &selectors, &gen_args, &limits, stop)?;
         let mut players = Vec::new();
         let mut handles = Vec::new();
-        for m in &models.models {
+        for m in &opened[index].1.models {
             players.push(match &m.player {
                 PlayerModel::Programmed(name) => json!({"kind": "programmatic", "name": name}),
                 PlayerModel::Human(name) => {
@@ -260,49 +270,97 @@ pub fn play(
             "gen_args".into(),
             json!({"temperature": plan.gen.temperature, "max_tokens": plan.gen.max_tokens}),
         );
-        let run = SpecRun {
+        specs.push(SpecRun {
             spec,
-            results_dir: &results_dir,
-            resume: plan.resume,
-            planned: &episodes,
+            planned: episodes,
             total,
-            workers,
+            job,
+            players: handles,
             deal: OnceLock::new(),
             settled: Mutex::new(HashSet::new()),
-            failure: Mutex::new(None),
-            failed: AtomicBool::new(false),
-            stop,
-            progress: &progress,
-        };
-        let played = run.play(&python, &job, &handles);
-        summary.retries += models.stats.retries.load(Ordering::Relaxed);
-        let played = match played {
-            Ok(p) => p,
-            Err(e) => {
-                progress.done();
-                return Err(Error::msg(format!("{}: {e}", spec.name())));
-            }
-        };
-        summary.skipped += played.skipped;
-        summary.completed += played.completed;
-        summary.errors += played.errors;
-        summary.interrupted += played.interrupted;
-        summary.requests += played.requests;
-        summary.tokens += played.tokens;
-        if !summary.run_dirs.contains(&played.run_dir) {
-            summary.run_dirs.push(played.run_dir);
-        }
-        if stop.is_stopped() {
-            break;
-        }
+            claims: Mutex::default(),
+            run_dir: OnceLock::new(),
+        });
     }
+    std::fs::create_dir_all(&results_dir)
+        .map_err(|e| Error::msg(format!("{}: cannot create: {e}", results_dir.display())))?;
+    staging::remove_stale(&results_dir);
+    let planned: usize = specs.iter().map(|s| s.planned.len()).sum();
+    let progress = Progress::new(planned, plan.show_progress);
+    let board = Board {
+        specs,
+        results_dir: &results_dir,
+        resume: plan.resume,
+        stop,
+        progress: &progress,
+        failure: Mutex::new(None),
+        failed: AtomicBool::new(false),
+        claiming: Mutex::new(()),
+        next_seat: AtomicUsize::new(0),
+        folders: Mutex::default(),
+        run_json: Mutex::new(()),
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let shape = pool_shape(seats, cores, planned);
+    tracing::debug!("clembench pool: seats per worker {shape:?}");
+    std::thread::scope(|s| {
+        for &n in &shape {
+            let board = &board;
+            let python = &python;
+            s.spawn(move || board.serve(python, n));
+        }
+    });
     progress.done();
-    if stop.is_stopped() {
-        let played = summary.skipped + summary.completed + summary.errors;
-        summary.interrupted = summary.episodes.saturating_sub(played);
+    let failure = lock(&board.failure).take();
+    let mut summary = ClembenchSummary {
+        episodes: planned,
+        ..ClembenchSummary::default()
+    };
+    for spec in &board.specs {
+        let mut claims = lock(&spec.claims);
+        summary.skipped += spec
+            .deal
+            .get()
+            .and_then(|d| d.as_ref().ok())
+            .map_or(0, |d| d.skipped);
+        summary.completed += claims.completed;
+        summary.errors += claims.errors;
+        summary.requests += claims.requests;
+        summary.tokens += claims.tokens;
+        for (root, lock) in claims.staged.drain(..) {
+            let _ = std::fs::remove_dir_all(&root);
+            drop(lock);
+        }
+        if let Some(dir) = spec.run_dir.get() {
+            if !summary.run_dirs.contains(dir) {
+                summary.run_dirs.push(dir.clone());
+            }
+        }
     }
+    summary.retries = opened
+        .iter()
+        .map(|(_, m)| m.stats.retries.load(Ordering::Relaxed))
+        .sum();
+    if let Some(f) = failure {
+        return Err(Error::msg(f));
+    }
+    let played = summary.skipped + summary.completed + summary.errors;
+    summary.interrupted = summary.episodes.saturating_sub(played);
     summary.wall = wall.elapsed();
     Ok(summary)
+}
+
+/// How many seats each worker process gets: `seats` episodes at once in at
+/// most one process per core (a process's seats are threads, which share
+/// one core for the game's Python work and wait for model calls
+/// together), and no more processes than there are episodes (at least one,
+/// which writes `run.json` for a shard without episodes).
+pub fn pool_shape(seats: usize, cores: usize, episodes: usize) -> Vec<usize> {
+    let seats = seats.max(1);
+    let processes = seats.min(cores.max(1)).min(episodes.max(1));
+    (0..processes)
+        .map(|p| seats / processes + usize::from(p < seats % processes))
+        .collect()
 }
 
 /// Whether a clembench episode's folder holds a complete episode:
@@ -319,51 +377,177 @@ pub fn episode_is_complete(dir: &Path) -> bool {
         && (parses(results::files::COMPLETED) || parses("requests.json"))
 }
 
-/// One spec's run over its workers.
+/// One spec of a run: its episodes, its job, and how far it is.
 struct SpecRun<'a> {
     spec: &'a GameSpec,
-    results_dir: &'a Path,
-    resume: bool,
     /// This shard's episodes of the spec.
-    planned: &'a [(String, u64)],
+    planned: Vec<(String, u64)>,
     /// All episodes of the spec (run.json's `num_instances`).
     total: usize,
-    workers: usize,
-    /// Made when the first worker says where it writes.
+    /// The job every worker that plays the spec gets (without its seats).
+    job: Map<String, Value>,
+    /// Who answers the players' calls.
+    players: Vec<PlayerModel>,
+    /// Made when the first seat says where it writes.
     deal: OnceLock<std::result::Result<Deal, String>>,
     /// Experiments whose `experiment.json` this run has settled.
     settled: Mutex<HashSet<String>>,
-    /// The first reason the run was ended (shown as it is).
-    failure: Mutex<Option<String>>,
-    failed: AtomicBool,
-    stop: &'a StopToken,
-    progress: &'a Progress,
+    claims: Mutex<Claims>,
+    /// The run folder, once `run.json` is written.
+    run_dir: OnceLock<PathBuf>,
 }
 
-/// The run folder, locked, and each worker's share of the episodes.
-struct Deal {
-    name: String,
-    folder: results::RunFolder,
-    shares: Vec<Vec<(String, u64)>>,
-    skipped: usize,
-}
-
-/// What one spec's run did.
-struct Played {
-    run_dir: PathBuf,
-    skipped: usize,
+/// Who plays a spec and what they did.
+#[derive(Default)]
+struct Claims {
+    /// Seats given to the spec so far.
+    seats: usize,
+    /// Jobs started, and those still running.
+    jobs: usize,
+    active: usize,
+    /// When the first job started.
+    started: Option<Timestamp>,
+    /// Every seat's staging folder (kept until the run ends: `run.json` is
+    /// made from theirs) and the episodes it reported.
+    staged: Vec<(PathBuf, RunLock)>,
+    reported: Vec<(PathBuf, usize)>,
     completed: usize,
     errors: usize,
-    interrupted: usize,
     requests: u64,
     tokens: u64,
 }
 
-/// Worker `k` of a [`SpecRun`].
-struct Seat<'a, 'b> {
-    run: &'b SpecRun<'a>,
-    k: usize,
-    root: &'b Path,
+/// The run folder, locked, and the episodes not yet handed out.
+struct Deal {
+    name: String,
+    /// Shared by the specs that write into it (the same models).
+    folder: Arc<results::RunFolder>,
+    queue: Mutex<VecDeque<(String, u64)>>,
+    skipped: usize,
+}
+
+/// The run: its specs and the pool's shared state.
+struct Board<'a> {
+    specs: Vec<SpecRun<'a>>,
+    results_dir: &'a Path,
+    resume: bool,
+    stop: &'a StopToken,
+    progress: &'a Progress,
+    /// The first reason the run was ended (shown as it is).
+    failure: Mutex<Option<String>>,
+    failed: AtomicBool,
+    /// Held while a worker picks its next spec.
+    claiming: Mutex<()>,
+    /// Seat numbers, unique in the run (they name the staging folders).
+    next_seat: AtomicUsize,
+    /// The run folders, each opened (and locked) once for the whole run:
+    /// specs of the same models that overlap write into the same one.
+    folders: Mutex<Vec<(String, Arc<results::RunFolder>)>>,
+    /// Held while a spec reads and rewrites its run folder's `run.json`.
+    run_json: Mutex<()>,
+}
+
+impl Board<'_> {
+    /// Ends the run with `message` (the first one is kept); returns it.
+    fn fail(&self, message: String) -> String {
+        lock(&self.failure).get_or_insert_with(|| message.clone());
+        self.failed.store(true, Ordering::SeqCst);
+        message
+    }
+
+    fn cancelled(&self) -> bool {
+        self.stop.is_stopped() || self.failed.load(Ordering::SeqCst)
+    }
+
+    /// One worker process with `seats` seats: starts it, then plays specs
+    /// on it until none has an episode left to hand out.
+    fn serve(&self, python: &python::Python, seats: usize) {
+        // Writes to a worker that died (Ctrl-C kills it) are errors.
+        let _no_sigpipe = no_sigpipe::Guard::new();
+        let worker = match worker::Worker::start(python, &|| self.cancelled()) {
+            Ok(w) => w,
+            Err(e) => {
+                if !self.cancelled() {
+                    self.fail(e.to_string());
+                }
+                return;
+            }
+        };
+        while let Some((index, n)) = self.claim(seats) {
+            let spec = &self.specs[index];
+            let mut roots = Vec::new();
+            let mut seat_list = Vec::new();
+            for _ in 0..n {
+                let k = self.next_seat.fetch_add(1, Ordering::Relaxed);
+                match staging::create(self.results_dir, k) {
+                    Ok((root, lock)) => {
+                        seat_list
+                            .push(json!({"seat": k, "results_dir": root.display().to_string()}));
+                        roots.push((k, root.clone()));
+                        lock_claims(spec).staged.push((root, lock));
+                    }
+                    Err(e) => {
+                        self.fail(format!("{}: {e}", spec.game()));
+                    }
+                }
+            }
+            if self.cancelled() {
+                lock_claims(spec).active -= 1;
+                break;
+            }
+            let mut job = spec.job.clone();
+            job.insert("seats".into(), Value::Array(seat_list));
+            let host = JobHost {
+                board: self,
+                spec,
+                roots: &roots,
+                run_dirs: Mutex::default(),
+            };
+            let outcome = worker.job(&job, &spec.players, self.stop, &host);
+            let alive = matches!(&outcome, Ok(o) if !o.interrupted);
+            spec.job_ended(self, outcome, &roots);
+            if !alive {
+                return;
+            }
+        }
+        worker.finish();
+    }
+
+    /// The next spec for a worker with `seats` seats, and how many of them
+    /// it plays with: the first spec (in the run's order) with an episode
+    /// not yet handed out, or one that no worker has started (a spec
+    /// without episodes still gets its `run.json` entry).
+    fn claim(&self, seats: usize) -> Option<(usize, usize)> {
+        let _one_at_a_time = lock(&self.claiming);
+        if self.cancelled() {
+            return None;
+        }
+        for (index, spec) in self.specs.iter().enumerate() {
+            let mut claims = lock_claims(spec);
+            let left = match spec.deal.get() {
+                Some(Ok(deal)) => lock(&deal.queue).len(),
+                Some(Err(_)) => 0,
+                None => spec.planned.len().saturating_sub(claims.seats),
+            };
+            if left > 0 || claims.jobs == 0 {
+                let n = seats.min(left.max(1));
+                claims.seats += n;
+                claims.jobs += 1;
+                claims.active += 1;
+                claims.started.get_or_insert_with(Timestamp::now);
+                return Some((index, n));
+            }
+        }
+        None
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lock_claims<'a>(spec: &'a SpecRun<'_>) -> std::sync::MutexGuard<'a, Claims> {
+    lock(&spec.claims)
 }
 
 impl SpecRun<'_> {
@@ -371,49 +555,50 @@ impl SpecRun<'_> {
         self.spec.name()
     }
 
-    /// Ends the run with `message` (the first one is kept); returns it.
-    fn fail(&self, message: String) -> String {
-        self.failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert_with(|| message.clone());
-        self.failed.store(true, Ordering::SeqCst);
-        message
-    }
-
-    /// Locks the run folder `name`, leaves out the complete episodes
-    /// (`--resume`) and deals the rest out in contiguous shares.
-    fn deal(&self, name: &str) -> std::result::Result<Deal, String> {
-        let folder = results::RunFolder::open(self.results_dir, name).map_err(|e| e.to_string())?;
-        let mut rest = Vec::new();
+    /// Locks the run folder `name` and leaves out the complete episodes
+    /// (`--resume`); the rest wait to be handed out, in order.
+    fn deal(&self, board: &Board, name: &str) -> std::result::Result<Deal, String> {
+        let folder = {
+            let mut folders = lock(&board.folders);
+            match folders.iter().find(|(n, _)| n == name) {
+                Some((_, f)) => f.clone(),
+                None => {
+                    let f = Arc::new(
+                        results::RunFolder::open(board.results_dir, name)
+                            .map_err(|e| e.to_string())?,
+                    );
+                    folders.push((name.to_string(), f.clone()));
+                    f
+                }
+            }
+        };
+        let mut rest = VecDeque::new();
         let mut skipped = 0;
-        for (e, i) in self.planned {
+        for (e, i) in &self.planned {
             let dir = folder.episode(self.game(), e, *i).dir;
-            if self.resume && episode_is_complete(&dir) {
+            if board.resume && episode_is_complete(&dir) {
                 skipped += 1;
-                self.progress
+                board
+                    .progress
                     .finished(&label(self.game(), e, *i), progress::SKIPPED);
             } else {
-                rest.push((e.clone(), *i));
+                rest.push_back((e.clone(), *i));
             }
         }
-        let n = rest.len();
-        let shares = (0..self.workers)
-            .map(|k| rest[k * n / self.workers..(k + 1) * n / self.workers].to_vec())
-            .collect();
         Ok(Deal {
             name: name.to_string(),
             folder,
-            shares,
+            queue: Mutex::new(rest),
             skipped,
         })
     }
 
     /// Writes a failed episode's `error.json` (3.3 writes none), settles
     /// the experiment's `experiment.json` and moves the episode's folder
-    /// from the worker's staging folder into the run folder.
+    /// from the seat's staging folder into the run folder.
     fn adopt(
         &self,
+        board: &Board,
         deal: &Deal,
         staged_run: &Path,
         report: &worker::EpisodeReport,
@@ -428,14 +613,14 @@ impl SpecRun<'_> {
             .layout()
             .experiment_dir(game, &report.experiment);
         let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-        let mut settled = self.settled.lock().unwrap_or_else(|p| p.into_inner());
+        let mut settled = lock(&self.settled);
         if !settled.contains(&report.experiment) {
             let staged = from_exp.join(results::files::EXPERIMENT);
             if staged.is_file() {
                 settle_experiment(
                     &staged,
                     &to_exp.join(results::files::EXPERIMENT),
-                    self.resume,
+                    board.resume,
                 )?;
                 settled.insert(report.experiment.clone());
             }
@@ -449,109 +634,70 @@ impl SpecRun<'_> {
         std::fs::rename(&from, &to).map_err(|e| io(&from, e))
     }
 
-    /// Starts the workers, each in its own locked staging folder, and
-    /// writes `run.json` when they are done.
-    fn play(
+    /// Counts what a job did; the spec's last job (no episode left, or the
+    /// run stopped) writes `run.json`.
+    fn job_ended(
         &self,
-        python: &python::Python,
-        job: &Map<String, Value>,
-        players: &[PlayerModel],
-    ) -> std::result::Result<Played, String> {
-        let started = Timestamp::now();
-        let mut roots = Vec::new();
-        for k in 0..self.workers {
-            roots.push(staging::create(self.results_dir, k)?);
+        board: &Board,
+        outcome: std::result::Result<worker::WorkerOutcome, worker::WorkerError>,
+        roots: &[(usize, PathBuf)],
+    ) {
+        let mut claims = lock_claims(self);
+        claims.active -= 1;
+        let outcome = match outcome {
+            Ok(o) => o,
+            Err(e) => {
+                board.fail(format!("{}: {e}", self.game()));
+                worker::WorkerOutcome::default()
+            }
+        };
+        for (seat, root) in roots {
+            let reported = outcome.episodes.iter().filter(|(s, _)| s == seat).count();
+            claims.reported.push((root.clone(), reported));
         }
-        let outcomes: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = roots
-                .iter()
-                .enumerate()
-                .map(|(k, (root, _lock))| {
-                    let mut job = job.clone();
-                    job.insert("results_dir".into(), root.display().to_string().into());
-                    s.spawn(move || {
-                        let seat = Seat { run: self, k, root };
-                        let r = worker::play(python, &job, players, self.stop, &seat);
-                        if let Err(e) = &r {
-                            self.failed.store(true, Ordering::SeqCst);
-                            tracing::debug!("worker {k} of {}: {e}", self.game());
-                        }
-                        r
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(worker::WorkerError::Failed(
-                            "a worker thread panicked".into(),
-                        ))
-                    })
-                })
-                .collect()
-        });
-        let failure = self
-            .failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let first_error = outcomes
-            .iter()
-            .find_map(|o| o.as_ref().err().map(|e| e.to_string()));
-        let written = match (failure.or(first_error), self.deal.get()) {
-            (Some(e), _) => Err(e),
-            (None, Some(Ok(deal))) => {
-                let staged: Vec<(PathBuf, usize)> = roots
+        for (_, report) in &outcome.episodes {
+            if report.error.is_some() {
+                claims.errors += 1;
+            } else {
+                claims.completed += 1;
+            }
+        }
+        claims.requests += outcome.requests;
+        claims.tokens += outcome.tokens;
+        let drained = match self.deal.get() {
+            Some(Ok(deal)) => lock(&deal.queue).is_empty(),
+            _ => true,
+        };
+        if claims.active > 0
+            || !(drained || board.stop.is_stopped())
+            || board.failed.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        let written = match self.deal.get() {
+            Some(Ok(deal)) => {
+                let staged: Vec<(PathBuf, usize)> = claims
+                    .reported
                     .iter()
-                    .zip(&outcomes)
-                    .map(|((r, _), o)| {
-                        let reported = o.as_ref().map_or(0, |o| o.episodes.len());
-                        (r.join(&deal.name), reported)
-                    })
+                    .map(|(root, n)| (root.join(&deal.name), *n))
                     .collect();
+                let started = claims.started.unwrap_or_else(Timestamp::now);
+                let _one_writer = lock(&board.run_json);
                 self.write_run(deal, &staged, &started)
                     .map(|()| deal.folder.layout().run_dir.clone())
             }
-            (None, Some(Err(e))) => Err(e.clone()),
-            (None, None) => Err("no worker said where clemcore writes".into()),
+            Some(Err(e)) => Err(e.clone()),
+            None => Err("no worker said where clemcore writes".into()),
         };
-        for (root, lock) in roots {
-            let _ = std::fs::remove_dir_all(&root);
-            drop(lock);
-        }
-        let run_dir = written?;
-        let mut played = Played {
-            run_dir,
-            skipped: self
-                .deal
-                .get()
-                .and_then(|d| d.as_ref().ok())
-                .map_or(0, |d| d.skipped),
-            completed: 0,
-            errors: 0,
-            interrupted: 0,
-            requests: 0,
-            tokens: 0,
-        };
-        for o in outcomes.into_iter().flatten() {
-            for report in &o.episodes {
-                if report.error.is_some() {
-                    played.errors += 1;
-                } else {
-                    played.completed += 1;
-                }
+        match written {
+            Ok(dir) => {
+                let _ = self.run_dir.set(dir);
             }
-            played.requests += o.requests;
-            played.tokens += o.tokens;
+            Err(e) => {
+                board.fail(format!("{}: {e}", self.game()));
+            }
         }
-        played.interrupted = self
-            .planned
-            .len()
-            .saturating_sub(played.skipped + played.completed + played.errors);
-        Ok(played)
     }
-
     /// `run.json` as one uninterrupted, unsharded `clem run` writes it, but
     /// for times: an existing file's other games and `created` kept (as
     /// clemcore keeps them), this game's entry with the workers' first
@@ -643,60 +789,109 @@ impl SpecRun<'_> {
     }
 }
 
-impl worker::WorkerHost for Seat<'_, '_> {
-    fn episodes(&self, run_dir: &Path) -> std::result::Result<Vec<(String, u64)>, String> {
+/// One job of a worker: a spec, played on the job's seats.
+struct JobHost<'a, 'b> {
+    board: &'b Board<'a>,
+    spec: &'b SpecRun<'a>,
+    /// `(seat, staging folder)`.
+    roots: &'b [(usize, PathBuf)],
+    /// Where each seat's clemcore writes (its staging run folder).
+    run_dirs: Mutex<Vec<(usize, PathBuf)>>,
+}
+
+impl JobHost<'_, '_> {
+    fn deal(&self) -> std::result::Result<&Deal, String> {
+        match self.spec.deal.get() {
+            Some(Ok(deal)) => Ok(deal),
+            _ => Err(self
+                .board
+                .fail("a seat played before the run folder was known".into())),
+        }
+    }
+}
+
+impl worker::WorkerHost for JobHost<'_, '_> {
+    fn ready(&self, seat: usize, run_dir: &Path) -> std::result::Result<(), String> {
+        let root = self
+            .roots
+            .iter()
+            .find(|(s, _)| *s == seat)
+            .map(|(_, r)| r)
+            .ok_or_else(|| {
+                self.board.fail(format!(
+                    "the Python worker named seat {seat}, which its job lacks"
+                ))
+            })?;
         let name = match (
             run_dir.parent(),
             run_dir.file_name().and_then(|n| n.to_str()),
         ) {
-            (Some(parent), Some(name)) if parent == self.root => name,
+            (Some(parent), Some(name)) if parent == root => name,
             _ => {
-                return Err(self.run.fail(format!(
+                return Err(self.board.fail(format!(
                     "the Python worker writes into {}, not into its staging folder {}",
                     run_dir.display(),
-                    self.root.display()
+                    root.display()
                 )))
             }
         };
-        match self.run.deal.get_or_init(|| self.run.deal(name)) {
-            Ok(deal) if deal.name == name => Ok(deal.shares[self.k].clone()),
-            Ok(deal) => Err(self.run.fail(format!(
+        match self
+            .spec
+            .deal
+            .get_or_init(|| self.spec.deal(self.board, name))
+        {
+            Ok(deal) if deal.name == name => {
+                lock(&self.run_dirs).push((seat, run_dir.to_path_buf()));
+                Ok(())
+            }
+            Ok(deal) => Err(self.board.fail(format!(
                 "two workers name the run folder differently ({} and {name})",
                 deal.name
             ))),
-            Err(e) => Err(self.run.fail(e.clone())),
+            Err(e) => Err(self.board.fail(format!("{}: {e}", self.spec.game()))),
         }
+    }
+
+    fn next(&self, _seat: usize) -> std::result::Result<Option<(String, u64)>, String> {
+        if self.board.cancelled() {
+            return Ok(None);
+        }
+        Ok(lock(&self.deal()?.queue).pop_front())
     }
 
     fn episode_ended(
         &self,
-        run_dir: &Path,
+        seat: usize,
         report: &worker::EpisodeReport,
     ) -> std::result::Result<(), String> {
-        let Some(Ok(deal)) = self.run.deal.get() else {
-            return Err(self
-                .run
-                .fail("an episode ended before the run folder was known".into()));
-        };
-        self.run
-            .adopt(deal, run_dir, report)
-            .map_err(|e| self.run.fail(e))?;
+        let deal = self.deal()?;
+        let run_dir = lock(&self.run_dirs)
+            .iter()
+            .find(|(s, _)| *s == seat)
+            .map(|(_, d)| d.clone())
+            .ok_or_else(|| {
+                self.board.fail(format!(
+                    "seat {seat} reported an episode before saying where it writes"
+                ))
+            })?;
+        self.spec
+            .adopt(self.board, deal, &run_dir, report)
+            .map_err(|e| self.board.fail(format!("{}: {e}", self.spec.game())))?;
         let what = match &report.error {
             None => "done".to_string(),
             Some(f) => format!("{} ({}: {})", progress::FAILED, f.error_type, f.message),
         };
-        self.run.progress.finished(
-            &label(self.run.game(), &report.experiment, report.game_id),
+        self.board.progress.finished(
+            &label(self.spec.game(), &report.experiment, report.game_id),
             &what,
         );
         Ok(())
     }
 
     fn cancelled(&self) -> bool {
-        self.run.stop.is_stopped() || self.run.failed.load(Ordering::Relaxed)
+        self.board.cancelled()
     }
 }
-
 fn label(game: &str, experiment: &str, game_id: u64) -> String {
     format!("{game}/{experiment}/instance_{game_id:05}")
 }
@@ -886,4 +1081,22 @@ fn write_error(
         kind: failure.kind.clone(),
     };
     results::write_record(&dir.join("error.json"), &record).map_err(Error::wrap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pool_shape;
+
+    #[test]
+    fn seats_go_to_one_worker_per_core_at_most() {
+        assert_eq!(pool_shape(1, 2, 60), [1]);
+        assert_eq!(pool_shape(2, 2, 60), [1, 1]);
+        assert_eq!(pool_shape(3, 2, 60), [2, 1]);
+        assert_eq!(pool_shape(32, 2, 60), [16, 16]);
+        assert_eq!(pool_shape(32, 64, 60), [1; 32]);
+        // No more workers than episodes, and one for a run without any.
+        assert_eq!(pool_shape(8, 8, 3), [3, 3, 2]);
+        assert_eq!(pool_shape(8, 8, 0), [8]);
+        assert_eq!(pool_shape(0, 0, 0), [1]);
+    }
 }

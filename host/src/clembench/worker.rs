@@ -1,8 +1,9 @@
-//! One Python worker process (`clemhost_games` run as `__main__`) and the host's
-//! end of its pipe: the job goes in, model calls come out and are answered
-//! by the host's models, episode outcomes are collected. A worker also
-//! scores and transcribes played episodes with clemcore's code
-//! ([`records`]). The messages are described in
+//! A Python worker process (`clemhost_games` run as `__main__`) and the
+//! host's end of its pipe: jobs go in one after the other; episodes are
+//! handed out to the job's seats as they ask, model calls come out and are
+//! answered by the host's models (several at once), episode outcomes are
+//! collected. A worker also scores and transcribes played episodes with
+//! clemcore's code ([`records`]). The messages are described in
 //! `python/clemhost_games/protocol.py`.
 
 use super::python::Python;
@@ -13,27 +14,32 @@ use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The protocol version both sides speak.
-pub const PROTOCOL_VERSION: u64 = 3;
+pub const PROTOCOL_VERSION: u64 = 4;
 
-/// What the host does at a worker's turning points (one value per worker).
-/// A `play` job uses the first two, a `score` or `transcribe` job
-/// [`WorkerHost::written`]; a message of the other kind ends the worker.
+/// What the host does at a job's turning points (one value per job). A
+/// `play` job uses the first three, a `score` or `transcribe` job
+/// [`WorkerHost::written`]; a message of the other kind ends the job.
+/// `seat` is the number the job gave the seat that sent the message.
 pub trait WorkerHost: Sync {
-    /// The worker writes into `run_dir` (clemcore named it after the
-    /// models): the episodes it is to play, `(experiment, game_id)`.
-    fn episodes(&self, run_dir: &Path) -> Result<Vec<(String, u64)>, String> {
-        let _ = run_dir;
-        Err("the Python worker asked for episodes to play in a job that plays none".into())
+    /// The seat writes into `run_dir` (clemcore named it after the models).
+    fn ready(&self, seat: usize, run_dir: &Path) -> Result<(), String> {
+        let _ = (seat, run_dir);
+        Err("the Python worker said where it plays in a job that plays none".into())
     }
-    /// An episode ended and clemcore has written all its files.
-    fn episode_ended(&self, run_dir: &Path, report: &EpisodeReport) -> Result<(), String> {
-        let _ = (run_dir, report);
+    /// The seat's next episode, `(experiment, game_id)`; `None`: no more.
+    fn next(&self, seat: usize) -> Result<Option<(String, u64)>, String> {
+        let _ = seat;
+        Err("the Python worker asked for an episode in a job that plays none".into())
+    }
+    /// An episode of the seat ended and clemcore has written all its files.
+    fn episode_ended(&self, seat: usize, report: &EpisodeReport) -> Result<(), String> {
+        let _ = (seat, report);
         Err("the Python worker reported a played episode in a job that plays none".into())
     }
     /// A `score` or `transcribe` job wrote (or failed to write) one episode's files.
@@ -77,13 +83,11 @@ pub struct EpisodeFailure {
     pub kind: Option<String>,
 }
 
-/// What a worker did.
+/// What one job of a worker did.
 #[derive(Debug, Default)]
 pub struct WorkerOutcome {
-    /// The run folder clemcore wrote into.
-    pub run_dir: Option<PathBuf>,
-    /// One entry per episode that started.
-    pub episodes: Vec<EpisodeReport>,
+    /// One entry per episode that started, with the seat that played it.
+    pub episodes: Vec<(usize, EpisodeReport)>,
     /// Model calls answered.
     pub requests: u64,
     /// Tokens the backends reported.
@@ -103,19 +107,6 @@ pub enum WorkerError {
     Failed(String),
 }
 
-/// Plays `job` in a new worker; `players` answer the calls of the job's
-/// players (index for index). The worker is killed as soon as
-/// `host.cancelled()`; its outcome then says `interrupted`.
-pub fn play(
-    python: &Python,
-    job: &Map<String, Value>,
-    players: &[PlayerModel],
-    stop: &StopToken,
-    host: &dyn WorkerHost,
-) -> Result<WorkerOutcome, WorkerError> {
-    run(python, job, players, stop, host)
-}
-
 /// Does a `score` or `transcribe` job (its `task`) in a new worker; each
 /// episode's outcome goes to [`WorkerHost::written`]. No model is called.
 pub fn records(
@@ -124,136 +115,201 @@ pub fn records(
     stop: &StopToken,
     host: &dyn WorkerHost,
 ) -> Result<WorkerOutcome, WorkerError> {
-    run(python, job, &[], stop, host)
+    let _no_sigpipe = super::no_sigpipe::Guard::new();
+    let worker = Worker::start(python, &|| host.cancelled())?;
+    let outcome = worker.job(job, &[], stop, host)?;
+    worker.finish();
+    Ok(outcome)
 }
 
-fn run(
-    python: &Python,
-    job: &Map<String, Value>,
-    players: &[PlayerModel],
-    stop: &StopToken,
-    host: &dyn WorkerHost,
-) -> Result<WorkerOutcome, WorkerError> {
-    // Writes to the worker after it died (Ctrl-C kills it) are errors.
-    let _no_sigpipe = super::no_sigpipe::Guard::new();
-    let mut path = python.package_root.clone().into_os_string();
-    if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
-        path.push(":");
-        path.push(old);
-    }
-    let mut child = Command::new(&python.interpreter)
-        // Not `-m clemhost_games`: that would put the working directory
-        // first on `sys.path` (see `WITHOUT_CWD_ON_PATH`).
-        .arg("-c")
-        .arg(format!(
-            "{}import runpy\nrunpy.run_module('clemhost_games', run_name='__main__', alter_sys=True)\n",
-            super::python::WITHOUT_CWD_ON_PATH
-        ))
-        .env("PYTHONPATH", path)
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| WorkerError::Spawn(format!("{}: {e}", python.interpreter.display())))?;
-    let (Some(mut input), Some(output), Some(errors)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        unreachable!("all three pipes were requested");
-    };
-    // The worker's log goes to the debug log; its tail explains a failure.
-    let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-    let log = {
-        let tail = tail.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(errors).lines().map_while(|l| l.ok()) {
-                tracing::debug!(target: "clemhost::python", "{line}");
-                let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                if t.len() == 20 {
-                    t.pop_front();
+/// A running worker process. It does one job after the other
+/// ([`Worker::job`]) until [`Worker::finish`] closes its input; a job that
+/// fails or is cancelled kills it.
+///
+/// Writes to a worker that died are errors only while SIGPIPE is blocked:
+/// the thread that owns a worker holds a [`super::no_sigpipe::Guard`].
+pub struct Worker {
+    child: Mutex<Child>,
+    input: Mutex<ChildStdin>,
+    lines: Mutex<std::io::Lines<BufReader<ChildStdout>>>,
+    /// The end of the worker's log: it explains a failure.
+    tail: Arc<Mutex<VecDeque<String>>>,
+    log: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Worker {
+    /// Starts a worker and waits for its `hello` (clemcore imported);
+    /// ends it as soon as `cancelled()`.
+    pub fn start(
+        python: &Python,
+        cancelled: &(dyn Fn() -> bool + Sync),
+    ) -> Result<Worker, WorkerError> {
+        let mut path = python.package_root.clone().into_os_string();
+        if let Some(old) = std::env::var_os("PYTHONPATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(old);
+        }
+        let mut child = Command::new(&python.interpreter)
+            // Not `-m clemhost_games`: that would put the working directory
+            // first on `sys.path` (see `WITHOUT_CWD_ON_PATH`).
+            .arg("-c")
+            .arg(format!(
+                "{}import runpy\nrunpy.run_module('clemhost_games', run_name='__main__', alter_sys=True)\n",
+                super::python::WITHOUT_CWD_ON_PATH
+            ))
+            .env("PYTHONPATH", path)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| WorkerError::Spawn(format!("{}: {e}", python.interpreter.display())))?;
+        let (Some(input), Some(output), Some(errors)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            unreachable!("all three pipes were requested");
+        };
+        // The worker's log goes to the debug log; its tail explains a failure.
+        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let log = {
+            let tail = tail.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(errors).lines().map_while(|l| l.ok()) {
+                    tracing::debug!(target: "clemhost::python", "{line}");
+                    let mut t = lock(&tail);
+                    if t.len() == 20 {
+                        t.pop_front();
+                    }
+                    t.push_back(line);
                 }
-                t.push_back(line);
+            })
+        };
+        let worker = Worker {
+            child: Mutex::new(child),
+            input: Mutex::new(input),
+            lines: Mutex::new(BufReader::new(output).lines()),
+            tail,
+            log: Mutex::new(Some(log)),
+        };
+        let hello = worker.watched(cancelled, || {
+            let (kind, body) = worker.receive()?;
+            if kind != "hello" {
+                return Err(format!(
+                    "the Python worker sent '{kind}' before its hello"
+                ));
             }
-        })
-    };
-    let child = Mutex::new(child);
-    let kill = || {
-        let _ = child.lock().unwrap_or_else(|p| p.into_inner()).kill();
-    };
-    let finished = AtomicBool::new(false);
-    let mut outcome = WorkerOutcome::default();
-    let result = std::thread::scope(|s| {
-        s.spawn(|| {
-            while !finished.load(Ordering::Relaxed) {
-                if host.cancelled() {
-                    kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
+            let version = body.get("protocol").and_then(Value::as_u64);
+            if version != Some(PROTOCOL_VERSION) {
+                return Err(format!(
+                    "the Python worker speaks protocol {version:?}, this clemhost {PROTOCOL_VERSION}: its package is from another clemhost"
+                ));
             }
+            Ok(())
         });
-        let r = converse(&mut input, output, job, players, stop, host, &mut outcome);
-        finished.store(true, Ordering::Relaxed);
-        r
-    });
-    drop(input);
-    if result.is_err() {
-        kill();
+        match hello {
+            Ok(()) => Ok(worker),
+            Err(message) => Err(WorkerError::Failed(worker.end(&message))),
+        }
     }
-    let status = child.into_inner().unwrap_or_else(|p| p.into_inner()).wait();
-    let _ = log.join();
-    if result.is_err() && host.cancelled() {
-        outcome.interrupted = true;
-        return Ok(outcome);
+
+    /// Does one job: its messages until `done`. `players` answer the calls
+    /// of the job's players (index for index), several at once when the
+    /// job has several seats. When `host.cancelled()`, the worker is killed
+    /// and the outcome says `interrupted`; after that, or an error, the
+    /// worker is gone.
+    pub fn job(
+        &self,
+        job: &Map<String, Value>,
+        players: &[PlayerModel],
+        stop: &StopToken,
+        host: &dyn WorkerHost,
+    ) -> Result<WorkerOutcome, WorkerError> {
+        let mut outcome = WorkerOutcome::default();
+        let result = self.watched(&|| host.cancelled(), || {
+            self.converse(job, players, stop, host, &mut outcome)
+        });
+        match result {
+            Ok(()) => Ok(outcome),
+            Err(message) => {
+                let message = self.end(&message);
+                if host.cancelled() {
+                    outcome.interrupted = true;
+                    Ok(outcome)
+                } else {
+                    Err(WorkerError::Failed(message))
+                }
+            }
+        }
     }
-    let tail = tail
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n");
-    match result {
-        Ok(()) => Ok(outcome),
-        Err(message) => Err(WorkerError::Failed(if tail.is_empty() {
+
+    /// Closes the worker's input (it then exits) and waits for it.
+    pub fn finish(self) {
+        drop(self.input);
+        let _ = lock(&self.child).wait();
+        if let Some(log) = lock(&self.log).take() {
+            let _ = log.join();
+        }
+    }
+
+    fn kill(&self) {
+        let _ = lock(&self.child).kill();
+    }
+
+    /// Kills the worker, waits for it and returns `message` with how it
+    /// ended and the end of its log.
+    fn end(&self, message: &str) -> String {
+        self.kill();
+        let status = lock(&self.child).wait();
+        if let Some(log) = lock(&self.log).take() {
+            let _ = log.join();
+        }
+        let tail = lock(&self.tail)
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n");
+        if tail.is_empty() {
             format!("{message} ({})", describe(status))
         } else {
             format!(
                 "{message} ({}); the worker's last log lines:\n{tail}",
                 describe(status)
             )
-        })),
+        }
     }
-}
 
-fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(s) => format!("the Python worker exited with {s}"),
-        Err(e) => format!("the Python worker could not be waited for: {e}"),
+    /// Runs `f` while a thread kills the worker once `cancelled()`.
+    fn watched<R>(&self, cancelled: &(dyn Fn() -> bool + Sync), f: impl FnOnce() -> R) -> R {
+        let finished = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                while !finished.load(Ordering::Relaxed) {
+                    if cancelled() {
+                        self.kill();
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            let r = f();
+            finished.store(true, Ordering::Relaxed);
+            r
+        })
     }
-}
 
-fn converse(
-    input: &mut impl Write,
-    output: impl std::io::Read,
-    job: &Map<String, Value>,
-    players: &[PlayerModel],
-    stop: &StopToken,
-    host: &dyn WorkerHost,
-    outcome: &mut WorkerOutcome,
-) -> Result<(), String> {
-    let mut send = |value: Value| -> Result<(), String> {
-        let mut line = serde_json::to_string(&value).expect("JSON values serialise");
+    fn send(&self, value: &Value) -> Result<(), String> {
+        let mut line = serde_json::to_string(value).expect("JSON values serialise");
         line.push('\n');
+        let mut input = lock(&self.input);
         input
             .write_all(line.as_bytes())
             .and_then(|()| input.flush())
             .map_err(|e| format!("the Python worker stopped reading: {e}"))
-    };
-    let mut lines = BufReader::new(output).lines();
-    let mut started = false;
-    loop {
-        let line = match lines.next() {
+    }
+
+    /// The next message: its kind and body.
+    fn receive(&self) -> Result<(String, Map<String, Value>), String> {
+        let line = match lock(&self.lines).next() {
             Some(Ok(l)) => l,
             Some(Err(e)) => return Err(format!("reading from the Python worker failed: {e}")),
             None => return Err("the Python worker ended without finishing its job".into()),
@@ -267,121 +323,169 @@ fn converse(
         let Some((kind, body)) = message.into_iter().next() else {
             return Err("the Python worker sent an empty message".into());
         };
-        let body = match body {
-            Value::Object(o) => o,
-            _ => {
-                return Err(format!(
-                    "the Python worker's '{kind}' message is not an object"
-                ))
+        match body {
+            Value::Object(o) => Ok((kind, o)),
+            _ => Err(format!(
+                "the Python worker's '{kind}' message is not an object"
+            )),
+        }
+    }
+
+    fn converse(
+        &self,
+        job: &Map<String, Value>,
+        players: &[PlayerModel],
+        stop: &StopToken,
+        host: &dyn WorkerHost,
+        outcome: &mut WorkerOutcome,
+    ) -> Result<(), String> {
+        self.send(&json!({ "job": job }))?;
+        let requests = AtomicU64::new(0);
+        let tokens = AtomicU64::new(0);
+        // Set by a call answered after Ctrl-C: that answer is not sent.
+        let interrupted = AtomicBool::new(false);
+        let result = std::thread::scope(|s| loop {
+            if interrupted.load(Ordering::SeqCst) {
+                // The answer may be the plugin's "cancelled": handed to the
+                // game, it would end the episode as a failure that clemcore
+                // writes out. Unanswered, the episode stays unplayed and
+                // `--resume` plays it.
+                return Err("interrupted".to_string());
             }
-        };
-        match kind.as_str() {
-            "hello" => {
-                let version = body.get("protocol").and_then(Value::as_u64);
-                if version != Some(PROTOCOL_VERSION) {
-                    return Err(format!(
-                        "the Python worker speaks protocol {version:?}, this clemhost {PROTOCOL_VERSION}: its package is from another clemhost"
-                    ));
+            let (kind, body) = self.receive()?;
+            let seat = || {
+                body.get("seat")
+                    .and_then(Value::as_u64)
+                    .and_then(|s| usize::try_from(s).ok())
+                    .ok_or_else(|| format!("the Python worker's '{kind}' names no seat"))
+            };
+            match kind.as_str() {
+                "ready" => {
+                    let seat = seat()?;
+                    let run_dir = body
+                        .get("run_dir")
+                        .and_then(Value::as_str)
+                        .map(PathBuf::from)
+                        .ok_or("the Python worker's 'ready' names no run_dir")?;
+                    host.ready(seat, &run_dir)?;
+                    self.send(&json!({"seat": seat, "ready": {}}))?;
                 }
-                if !started {
-                    started = true;
-                    send(json!({ "job": job }))?;
+                "next" => {
+                    let seat = seat()?;
+                    let episode = if stop.is_stopped() {
+                        None
+                    } else {
+                        host.next(seat)?
+                    };
+                    let episode = episode.map(|(e, i)| json!([e, i]));
+                    self.send(&json!({"seat": seat, "next": {"episode": episode}}))?;
                 }
-            }
-            "ready" => {
-                let run_dir = body
-                    .get("run_dir")
-                    .and_then(Value::as_str)
-                    .map(PathBuf::from)
-                    .ok_or("the Python worker's 'ready' names no run_dir")?;
-                let episodes = host.episodes(&run_dir)?;
-                outcome.run_dir = Some(run_dir);
-                send(json!({
-                    "episodes": episodes.iter().map(|(e, i)| json!([e, i])).collect::<Vec<_>>()
-                }))?;
-            }
-            "call" => {
-                let reply = (!stop.is_stopped()).then(|| answer(&body, players, outcome));
-                let Some(reply) = reply.filter(|_| !stop.is_stopped()) else {
-                    // The answer may be the plugin's "cancelled": handed to
-                    // the game, it would end the episode as a failure that
-                    // clemcore writes out. Unanswered, the episode stays
-                    // unplayed and `--resume` plays it.
-                    return Err("interrupted".into());
-                };
-                send(json!({ "reply": reply }))?;
-            }
-            "episode" => {
-                let report = EpisodeReport {
-                    experiment: str_field(&body, "experiment"),
-                    game_id: body.get("game_id").and_then(Value::as_u64).unwrap_or(0),
-                    error: body
-                        .get("error")
-                        .and_then(Value::as_object)
-                        .map(|e| EpisodeFailure {
+                "call" => {
+                    let seat = seat()?;
+                    let (requests, tokens, interrupted) = (&requests, &tokens, &interrupted);
+                    // Calls of different seats are answered at once.
+                    s.spawn(move || {
+                        let _no_sigpipe = super::no_sigpipe::Guard::new();
+                        let reply =
+                            (!stop.is_stopped()).then(|| answer(&body, players, requests, tokens));
+                        match reply.filter(|_| !stop.is_stopped()) {
+                            // A failed write means the worker is gone: the
+                            // reader sees it end.
+                            Some(reply) => {
+                                let _ = self.send(&json!({"seat": seat, "reply": reply}));
+                            }
+                            None => {
+                                interrupted.store(true, Ordering::SeqCst);
+                                self.kill();
+                            }
+                        }
+                    });
+                }
+                "episode" => {
+                    let seat = seat()?;
+                    let report = EpisodeReport {
+                        experiment: str_field(&body, "experiment"),
+                        game_id: body.get("game_id").and_then(Value::as_u64).unwrap_or(0),
+                        error: body.get("error").and_then(Value::as_object).map(|e| {
+                            EpisodeFailure {
+                                error_type: str_field(e, "type"),
+                                message: str_field(e, "message"),
+                                kind: e
+                                    .get("kind")
+                                    .and_then(Value::as_str)
+                                    .filter(|k| !k.is_empty())
+                                    .map(String::from),
+                            }
+                        }),
+                    };
+                    host.episode_ended(seat, &report)?;
+                    outcome.episodes.push((seat, report));
+                }
+                "written" => {
+                    let episode = body
+                        .get("episode")
+                        .and_then(Value::as_str)
+                        .map(PathBuf::from)
+                        .ok_or("the Python worker's 'written' names no episode")?;
+                    let error = body.get("error").and_then(Value::as_object).map(|e| {
+                        if let Some(tb) = e.get("traceback").and_then(Value::as_str) {
+                            tracing::debug!(target: "clemhost::python", "{}: {tb}", episode.display());
+                        }
+                        EpisodeFailure {
                             error_type: str_field(e, "type"),
                             message: str_field(e, "message"),
-                            kind: e
-                                .get("kind")
-                                .and_then(Value::as_str)
-                                .filter(|k| !k.is_empty())
-                                .map(String::from),
-                        }),
-                };
-                let run_dir = outcome
-                    .run_dir
-                    .clone()
-                    .ok_or("the Python worker reported an episode before 'ready'")?;
-                host.episode_ended(&run_dir, &report)?;
-                outcome.episodes.push(report);
-            }
-            "written" => {
-                let episode = body
-                    .get("episode")
-                    .and_then(Value::as_str)
-                    .map(PathBuf::from)
-                    .ok_or("the Python worker's 'written' names no episode")?;
-                let error = body.get("error").and_then(Value::as_object).map(|e| {
-                    if let Some(tb) = e.get("traceback").and_then(Value::as_str) {
-                        tracing::debug!(target: "clemhost::python", "{}: {tb}", episode.display());
-                    }
-                    EpisodeFailure {
-                        error_type: str_field(e, "type"),
-                        message: str_field(e, "message"),
-                        kind: None,
-                    }
-                });
-                host.written(&WrittenReport { episode, error })?;
-            }
-            "done" => return Ok(()),
-            "fatal" => {
-                let mut m = str_field(&body, "message");
-                if let Some(tb) = body.get("traceback").and_then(Value::as_str) {
-                    tracing::debug!(target: "clemhost::python", "{tb}");
-                    if let Some(last) = tb
-                        .lines()
-                        .rev()
-                        .find(|l| l.trim_start().starts_with("File "))
-                    {
-                        m.push_str(&format!(
-                            " (at{})",
-                            last.trim_start().trim_start_matches("File")
-                        ));
-                    }
+                            kind: None,
+                        }
+                    });
+                    host.written(&WrittenReport { episode, error })?;
                 }
-                let what = match job.get("task").and_then(Value::as_str) {
-                    Some("score") => "the game's episodes could not be scored",
-                    Some("transcribe") => "the episodes could not be transcribed",
-                    _ => "the game could not be played",
-                };
-                return Err(format!("{what}: {m}"));
+                "done" => return Ok(()),
+                "fatal" => {
+                    let mut m = str_field(&body, "message");
+                    if let Some(tb) = body.get("traceback").and_then(Value::as_str) {
+                        tracing::debug!(target: "clemhost::python", "{tb}");
+                        if let Some(last) = tb
+                            .lines()
+                            .rev()
+                            .find(|l| l.trim_start().starts_with("File "))
+                        {
+                            m.push_str(&format!(
+                                " (at{})",
+                                last.trim_start().trim_start_matches("File")
+                            ));
+                        }
+                    }
+                    let what = match job.get("task").and_then(Value::as_str) {
+                        Some("score") => "the game's episodes could not be scored",
+                        Some("transcribe") => "the episodes could not be transcribed",
+                        _ => "the game could not be played",
+                    };
+                    return Err(format!("{what}: {m}"));
+                }
+                other => {
+                    return Err(format!(
+                        "the Python worker sent an unknown message '{other}'"
+                    ))
+                }
             }
-            other => {
-                return Err(format!(
-                    "the Python worker sent an unknown message '{other}'"
-                ))
-            }
+        });
+        outcome.requests += requests.into_inner();
+        outcome.tokens += tokens.into_inner();
+        if result.is_ok() && interrupted.load(Ordering::SeqCst) {
+            return Err("interrupted".into());
         }
+        result
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(s) => format!("the Python worker exited with {s}"),
+        Err(e) => format!("the Python worker could not be waited for: {e}"),
     }
 }
 
@@ -396,7 +500,8 @@ fn str_field(o: &Map<String, Value>, key: &str) -> String {
 fn answer(
     body: &Map<String, Value>,
     players: &[PlayerModel],
-    outcome: &mut WorkerOutcome,
+    requests: &AtomicU64,
+    tokens: &AtomicU64,
 ) -> Value {
     let error = |kind: &str, message: String| json!({"error": {"kind": kind, "message": message}});
     let index = body
@@ -423,8 +528,8 @@ fn answer(
     let reply: ModelReply = model.generate(&messages);
     match reply.outcome {
         Ok(text) => {
-            outcome.requests += 1;
-            outcome.tokens += reply.tokens;
+            requests.fetch_add(1, Ordering::Relaxed);
+            tokens.fetch_add(reply.tokens, Ordering::Relaxed);
             let last = reply.attempts.last();
             json!({
                 "prompt": last.map_or(Value::Null, |a| a.prompt.clone()),

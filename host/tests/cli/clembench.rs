@@ -675,7 +675,9 @@ fn every_spec_plays_as_clem_run_plays_it(venv: &str) {
     // codenames' opponent draws from one random stream per process, seeded
     // once: its episodes equal clem run's when one worker plays them all
     // (docs/clembench-games.md). The second run adds to the first's run.json.
-    let mut ours_args = vec!["-m", "loop", "--parallel", "2"];
+    // Five seats: on a machine with fewer cores, workers with several seats
+    // (threads), and specs that overlap as workers move on.
+    let mut ours_args = vec!["-m", "loop", "--parallel", "5"];
     for spec in SPECS.iter().filter(|s| !ONE_RANDOM_STREAM.contains(s)) {
         // The name alone is clemhost's native hellogame; a selector picks
         // the snapshot's (as `all` does).
