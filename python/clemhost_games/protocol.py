@@ -26,6 +26,11 @@ asked. Worker → host:
 - ``{"episode": {"seat": s, "experiment": name, "game_id": n, "error":
   null | {...}}}`` after each episode, once clemcore has written all its
   files (the host then moves the episode's folder into the run folder);
+- ``{"say": {"text": ...}}`` and ``{"input": {"seat": s}}`` when a person
+  plays (clemcore's human player; the job then has one seat): what the
+  game prints, for the host to show on its terminal, and a request for the
+  line the person types, answered ``{"seat": s, "input": {"line": text |
+  null}}`` (null: end of input);
 - ``{"done": {}}`` at the end of a job; ``{"fatal": {"message": ...}}``
   instead when the job cannot be played at all (the worker then exits).
 

@@ -13,7 +13,9 @@ and unloads them when the game is closed.)
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 import threading
 import traceback
 from collections import defaultdict, deque
@@ -145,7 +147,7 @@ def load_models(channel: Channel, seat: int, players: List[Dict[str, Any]], gen_
     for index, player in enumerate(players):
         if player["kind"] == "host":
             models.append(HostModel(channel, seat, index, player["spec"], gen_args))
-        else:
+        else:  # "programmatic" (mock) and "human": clemcore's own
             models.append(backends.load_model(player["name"], gen_args))
     return models
 
@@ -258,7 +260,59 @@ def is_modern() -> bool:
     return hasattr(clemcore.clemgame, "GameInstances")
 
 
+class HostTerminalOut(io.TextIOBase):
+    """``sys.stdout`` while a person plays: what the game prints goes to the host's terminal."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text:
+            self._channel.send("say", {"text": text})
+        return len(text)
+
+
+class HostTerminalIn(io.TextIOBase):
+    """``sys.stdin`` while a person plays: each line is read by the host from its own stdin.
+
+    clemcore's human player prints the game master's message and calls
+    ``input()``, which writes its prompt to ``sys.stdout`` and reads
+    ``sys.stdin.readline()`` when they are not a console: both go through
+    the host, which owns the terminal. End of input is ``""`` (``input()``
+    then raises ``EOFError``, as in ``clem run``).
+    """
+
+    def __init__(self, channel: Channel, seat: int) -> None:
+        self._channel = channel
+        self._seat = seat
+
+    def readable(self) -> bool:
+        return True
+
+    def readline(self, size: Optional[int] = -1) -> str:
+        answer = self._channel.request("input", {"seat": self._seat}, seat=self._seat)
+        line = answer.get("input", {}).get("line")
+        return "" if line is None else str(line) + "\n"
+
+
 def play(channel: Channel, job: Dict[str, Any]) -> None:
+    """Plays a job; with a human player (one seat), the host's terminal is the game's."""
+    if not any(p.get("kind") == "human" for p in job["players"]):
+        play_seats(channel, job)
+        return
+    out, inp = sys.stdout, sys.stdin
+    sys.stdout = HostTerminalOut(channel)
+    sys.stdin = HostTerminalIn(channel, int(job["seats"][0]["seat"]))
+    try:
+        play_seats(channel, job)
+    finally:
+        sys.stdout, sys.stdin = out, inp
+
+
+def play_seats(channel: Channel, job: Dict[str, Any]) -> None:
     from clemcore.clemgame import GameBenchmark
     from clemcore.clemgame.registry import GameSpec
 

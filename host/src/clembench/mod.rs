@@ -235,6 +235,7 @@ pub fn play(
     };
     // The models of every spec, each list of selectors opened once for the run.
     let mut opened: Vec<(Vec<String>, crate::runner::OpenModels)> = Vec::new();
+    let mut human = false;
     let mut specs = Vec::new();
     for (spec, total, episodes) in work {
         let needed = usize::try_from(spec.players()).unwrap_or(0).max(1);
@@ -253,10 +254,8 @@ pub fn play(
             players.push(match &m.player {
                 PlayerModel::Programmed(name) => json!({"kind": "programmatic", "name": name}),
                 PlayerModel::Human(name) => {
-                    return Err(Error::msg(format!(
-                        "-m {name}: human players are not supported for clembench games yet; play {} with `clem run`",
-                        spec.name()
-                    )))
+                    human = true;
+                    json!({"kind": "human", "name": name})
                 }
                 PlayerModel::Model(_) => json!({"kind": "host", "spec": m.spec}),
             });
@@ -286,7 +285,15 @@ pub fn play(
         .map_err(|e| Error::msg(format!("{}: cannot create: {e}", results_dir.display())))?;
     staging::remove_stale(&results_dir);
     let planned: usize = specs.iter().map(|s| s.planned.len()).sum();
-    let progress = Progress::new(planned, plan.show_progress);
+    // A person answers on this terminal, one episode at a time (clemcore's
+    // human player prints the game's messages and reads a line).
+    let seats = if human && seats > 1 {
+        tracing::warn!("a human player answers one episode at a time; playing with --parallel 1");
+        1
+    } else {
+        seats
+    };
+    let progress = Progress::new(planned, plan.show_progress && !human);
     let board = Board {
         specs,
         results_dir: &results_dir,

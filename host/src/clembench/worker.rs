@@ -439,6 +439,22 @@ impl Worker {
                     });
                     host.written(&WrittenReport { episode, error })?;
                 }
+                "say" => {
+                    // What the game prints while a person plays.
+                    let text = str_field(&body, "text");
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(crate::error::escape_for_terminal(&text).as_bytes());
+                    let _ = err.flush();
+                }
+                "input" => {
+                    let seat = seat()?;
+                    let mut line = String::new();
+                    let line = match std::io::stdin().lock().read_line(&mut line) {
+                        Ok(0) | Err(_) => Value::Null,
+                        Ok(_) => line.trim_end_matches(['\n', '\r']).into(),
+                    };
+                    self.send(&json!({"seat": seat, "input": {"line": line}}))?;
+                }
                 "done" => return Ok(()),
                 "fatal" => {
                     let mut m = str_field(&body, "message");

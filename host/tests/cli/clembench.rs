@@ -438,6 +438,85 @@ fn parallel_workers_write_what_one_worker_writes() {
     assert_eq!(entries, ["mock-t0.0"], "only the run folder is left");
 }
 
+/// Runs `cmd` with `typed` on its stdin; its output.
+fn typed_into(mut cmd: Command, typed: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(typed.as_bytes())
+        .expect("typed");
+    child.wait_with_output().expect("finishes")
+}
+
+#[test]
+fn a_human_player_types_into_clembench_games_as_into_clem_run() {
+    let Some(shared) = shared_dir() else { return };
+    for venv in ["clembench-3.3", "clembench-3.7"] {
+        let Some(python) = venv_python(venv) else {
+            return;
+        };
+        let games = tempfile::tempdir().unwrap();
+        first_instances_of_the_snapshot(&shared, games.path(), 1);
+        let env = TestEnv::new();
+        // The person describes (taboo's first player), clemcore's mock guesses;
+        // the last clue breaks the game's rule (no "CLUE:" prefix).
+        let typed = "CLUE: a place to sleep\nCLUE: a hotel's room\nit is where you sleep\n";
+        let args = ["-g", "taboo", "-e", "high_en", "-m", "human", "-m", "mock"];
+        let mut clem = clem_command(&env, &python, games.path(), &[]);
+        // clem's -m takes the models after one flag.
+        clem.arg("run")
+            .args(["-g", "taboo", "-e", "high_en", "-m", "human", "mock"])
+            .args(["-r", "theirs"]);
+        let theirs_out = typed_into(clem, typed);
+        assert!(
+            theirs_out.status.success(),
+            "{venv}: clem run: {}",
+            stderr(&theirs_out)
+        );
+        let mut ours = env.cmd();
+        ours.env("NLTK_DATA", shared.join("reference/nltk_data"))
+            .env("PYTHONHASHSEED", "0")
+            .arg("run")
+            .args(args)
+            .args(["-r", "ours", "--parallel", "4", "--games-dir"])
+            .arg(games.path())
+            .arg("--python")
+            .arg(&python);
+        let out = typed_into(ours, typed);
+        assert!(out.status.success(), "{venv}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("Your response as")
+                && err.contains("You are playing a collaborative word guessing game"),
+            "{venv}: the game's messages and clemcore's prompt reach the terminal: {err}"
+        );
+        assert!(
+            err.contains("--parallel 1"),
+            "{venv}: says it plays one at a time: {err}"
+        );
+        let theirs = tree_without_backend_objects(&env.path().join("theirs"));
+        let ours = tree_without_backend_objects(&env.path().join("ours"));
+        let interactions = ours
+            .iter()
+            .find(|(p, _)| p.ends_with("interactions.json"))
+            .map(|(_, v)| v.to_string())
+            .expect("an episode was played");
+        assert!(
+            interactions.contains("a hotel's room"),
+            "{venv}: what was typed is recorded"
+        );
+        assert_same_trees(&theirs, &ours);
+    }
+}
+
 /// `scripts/loopback_openai.py` on a free port; killed when dropped.
 struct Loopback {
     child: std::process::Child,
