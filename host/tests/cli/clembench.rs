@@ -4,7 +4,7 @@
 //! either they say why and pass.
 
 use crate::times::tree_without_times;
-use crate::util::{clemhost_cache, shared_dir, stderr, stdout, TestEnv};
+use crate::util::{clemhost_cache, shared_dir, stderr, stdout, typed_into, TestEnv};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -436,24 +436,6 @@ fn parallel_workers_write_what_one_worker_writes() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(entries, ["mock-t0.0"], "only the run folder is left");
-}
-
-/// Runs `cmd` with `typed` on its stdin; its output.
-fn typed_into(mut cmd: Command, typed: &str) -> std::process::Output {
-    use std::io::Write;
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(typed.as_bytes())
-        .expect("typed");
-    child.wait_with_output().expect("finishes")
 }
 
 #[test]

@@ -516,27 +516,14 @@ fn killed_run_leaves_whole_files_and_resume_finishes_the_rest() {
 
 #[test]
 fn human_player_answers_from_the_terminal() {
-    use std::io::Write;
     let env = TestEnv::new();
     env.write(
         "one.json",
         r#"{"experiments": [{"name": "e", "game_instances": [{"game_id": 0, "prompt": "Greet Ada.", "target_name": "Ada"}]}]}"#,
     );
-    let mut child = env
-        .cmd()
-        .args(["run", "-g", "hellogame", "-m", "human", "-i", "one.json"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("clemhost starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(b"GREET: Hello Ada, welcome!\n")
-        .expect("typed");
-    let out = child.wait_with_output().expect("finishes");
+    let mut cmd = env.cmd();
+    cmd.args(["run", "-g", "hellogame", "-m", "human", "-i", "one.json"]);
+    let out = crate::util::typed_into(cmd, "GREET: Hello Ada, welcome!\n");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("Greet Ada.\nYour response as Greeter:"),
