@@ -577,3 +577,82 @@ fn listings_escape_control_characters_from_files_of_others() {
         assert!(text.contains("\\u{1b}]0;owned"), "{args:?}: {text}");
     }
 }
+
+/// A server's error body is quoted in the WARN lines of retries and failed
+/// episodes: a `\r` (which would overwrite the line) and bidi controls
+/// (which would show text reversed) are escaped there.
+#[test]
+fn server_error_text_in_log_lines_is_escaped() {
+    let server =
+        crate::util::FakeServer::start(503, |_| "down\r\u{202e}gnissim yek\u{2066}x".to_string());
+    let env = TestEnv::new();
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"node": {{"api_key": "k", "base_url": "{}/v1"}}}}"#,
+            server.base_url
+        ),
+    );
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "n", "backend": "openai_compatible", "key_name": "node", "model_id": "m"}]"#,
+    );
+    built_plugin("openai_compatible");
+    let out = env
+        .cmd()
+        .arg("--plugin-dir")
+        .arg(plugin_build_dir())
+        .args(["run", "-g", "hellogame", "-m", "n", "-e", "greet_en"])
+        .args(["--retries", "2", "--retry-delay-ms", "1"])
+        .output()
+        .expect("clemhost runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("trying again"), "a retry was logged: {err}");
+    assert!(
+        err.contains("failed"),
+        "the failed episode was logged: {err}"
+    );
+    for c in ['\r', '\u{202e}', '\u{2066}'] {
+        assert!(!err.contains(c), "{c:?} reached stderr: {err:?}");
+    }
+    assert!(
+        err.contains("down\\u{d}\\u{202e}gnissim yek\\u{2066}x"),
+        "{err}"
+    );
+}
+
+/// Duplicate keys in an instances file or a key file are warned about,
+/// naming the file and both lines (as the registry does), and a byte order
+/// mark in either is skipped.
+#[test]
+fn duplicate_keys_are_warned_about_and_byte_order_marks_skipped() {
+    let env = TestEnv::new();
+    env.write(
+        "inst.json",
+        "\u{feff}{\"experiments\": [{\"name\": \"e\", \"game_instances\": [\n  {\"game_id\": 0,\n   \"prompt\": \"Greet $NAME$\",\n   \"prompt\": \"Hi $NAME$\", \"target_name\": \"X\"}]}]}",
+    );
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "-i", "inst.json"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("inst.json:4:") && err.contains("\"prompt\" appears again (first at line 3"),
+        "{err}"
+    );
+    env.write(
+        "key.json",
+        "\u{feff}{\"openai\": {\"api_key\": \"sk-first-0000000000000\",\n  \"api_key\": \"sk-second-000000000000\"}}",
+    );
+    let out = env.run(&["keys", "list"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("key.json:2:") && err.contains("\"api_key\" appears again (first at line 1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("sk-first") && !err.contains("sk-second"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("openai"), "{}", stdout(&out));
+}
