@@ -482,6 +482,13 @@ fn a_retry_after_beyond_the_cap_fails_the_call_as_rate_limited() {
         message.contains("asks to wait 18446744073709552 s"),
         "{message}"
     );
+    // The kind is said once, in error.json and on the terminal.
+    assert!(!message.contains("rate_limited: rate_limited"), "{message}");
+    assert!(
+        !stderr(&out).contains("rate_limited: rate_limited"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
