@@ -308,13 +308,14 @@ pub fn play(
 /// Whether a clembench episode's folder holds a complete episode:
 /// `instance.json` and `interactions.json` parse, so does the file clemcore
 /// writes last (3.7: `completed.json`; 3.3, which writes no signal file:
-/// `requests.json`), and there is no `error.json`. As for native games
+/// `requests.json`), there is no `error.json`, and `instance.json`'s
+/// `game_id` is the folder's number. As for native games
 /// (`EpisodeFolder::is_complete`), a failed episode is not complete, so
 /// `--resume` plays it again.
 pub fn episode_is_complete(dir: &Path) -> bool {
     let parses = |name: &str| results::read_json(&dir.join(name)).is_ok();
     !dir.join(results::files::ERROR).exists()
-        && parses(results::files::INSTANCE)
+        && results::instance_matches_folder(dir)
         && parses(results::files::INTERACTIONS)
         && (parses(results::files::COMPLETED) || parses("requests.json"))
 }
@@ -842,6 +843,30 @@ pub mod staging {
             assert_eq!(super::owner(".clemhost-staging-x"), None);
             assert_eq!(super::owner("mock"), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::episode_is_complete;
+
+    #[test]
+    fn an_episode_is_complete_only_with_its_own_instance() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("instance_00003");
+        std::fs::create_dir(&dir).expect("episode folder");
+        std::fs::write(dir.join("interactions.json"), "{}").expect("write");
+        std::fs::write(dir.join("completed.json"), "{}").expect("write");
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
+        assert!(episode_is_complete(&dir));
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 4}"#).expect("write");
+        assert!(!episode_is_complete(&dir), "another game's instance");
+        std::fs::write(dir.join("instance.json"), r#"{"x": 3}"#).expect("write");
+        assert!(!episode_is_complete(&dir), "no game_id");
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
+        std::fs::remove_file(dir.join("interactions.json")).expect("remove");
+        std::fs::create_dir(dir.join("interactions.json")).expect("a folder in its place");
+        assert!(!episode_is_complete(&dir), "interactions.json is a folder");
     }
 }
 

@@ -242,14 +242,17 @@ fn a_replay_removes_only_its_own_temp_files() {
     assert!(other.exists(), "another process's temp file was removed");
 }
 
+/// Plays hellogame with `mock` into ./results; the experiment's folder.
+fn played_greet_en(env: &TestEnv) -> PathBuf {
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.path().join("results/mock/hellogame/greet_en")
+}
+
 #[test]
 fn resume_plays_again_episodes_whose_files_are_empty_truncated_or_missing() {
     let env = TestEnv::new();
-    assert!(env
-        .run(&["run", "-g", "hellogame", "-m", "mock"])
-        .status
-        .success());
-    let exp = env.path().join("results/mock/hellogame/greet_en");
+    let exp = played_greet_en(&env);
     std::fs::write(exp.join("instance_00000/completed.json"), "").expect("empty");
     let inter = exp.join("instance_00001/interactions.json");
     let text = std::fs::read_to_string(&inter).expect("read");
@@ -262,6 +265,56 @@ fn resume_plays_again_episodes_whose_files_are_empty_truncated_or_missing() {
     read(&inter); // whole again
     read(&exp.join("instance_00000/completed.json"));
     read(&exp.join("instance_00002/interactions.json"));
+}
+
+/// An episode folder whose `instance.json` is another game's (copied over,
+/// or a tree put together by hand) is not that episode: `--resume` plays it.
+#[test]
+fn resume_plays_again_an_episode_whose_instance_is_another_games() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    std::fs::copy(
+        exp.join("instance_00001/instance.json"),
+        exp.join("instance_00003/instance.json"),
+    )
+    .expect("copy");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 9);
+    assert_eq!(summary(&out, "completed"), 1);
+    assert_eq!(
+        read(&exp.join("instance_00003/instance.json"))["game_id"],
+        3
+    );
+}
+
+/// A folder where a results file belongs (`interactions.json/`) neither
+/// passes for a finished episode nor stops the run: it is replaced.
+#[test]
+fn a_folder_named_like_a_results_file_is_replaced_not_fatal() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    let inter = exp.join("instance_00002/interactions.json");
+    std::fs::remove_file(&inter).expect("remove");
+    std::fs::create_dir_all(inter.join("inside")).expect("a folder in its place");
+    let instance = exp.join("instance_00004/instance.json");
+    std::fs::remove_file(&instance).expect("remove");
+    std::fs::create_dir(&instance).expect("a folder in its place");
+    for args in [&["--resume"][..], &[][..]] {
+        let out = env
+            .cmd()
+            .args(["run", "-g", "hellogame", "-m", "mock"])
+            .args(args)
+            .output()
+            .expect("clemhost runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        if !args.is_empty() {
+            assert_eq!(summary(&out, "skipped (complete)"), 8);
+            assert_eq!(summary(&out, "completed"), 2);
+        }
+        read(&inter);
+        read(&instance);
+    }
 }
 
 #[test]
