@@ -77,14 +77,29 @@ fn csv_float(v: Option<f64>) -> String {
     }
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break
-/// (`\n` or `\r`), as Python's csv module does.
+/// A CSV text field (a name; numbers go through [`csv_float`]), quoted when
+/// it holds a comma, a quote or a line break (`\n` or `\r`), as Python's csv
+/// module does. A name from a results tree of others that starts like a
+/// formula (`=`, `+`, `-`, `@`, a tab or `\r`) is written with a `'` in
+/// front, as OWASP advises against CSV injection, so a spreadsheet shows
+/// it as text instead of evaluating it.
 fn csv_field(s: &str) -> String {
+    let s: std::borrow::Cow<'_, str> = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}").into()
+    } else {
+        s.into()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s.into_owned()
     }
+}
+
+/// A markdown table cell: `|` escaped as `\|` and line breaks as spaces, so
+/// a name cannot end its cell or its row.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// The mean of the numbers that are not NaN, summed as pandas' groupby
@@ -362,11 +377,13 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         Some(x) if !x.is_nan() => clemhost_pyfacts::float::repr(*x),
         _ => "n/a".to_string(),
     };
-    let mut md = format!("| model | {} |\n", header.join(" | "));
+    let md_header: Vec<String> = header.iter().map(|h| md_cell(h)).collect();
+    let mut md = format!("| model | {} |\n", md_header.join(" | "));
     md.push_str(&format!("|---|{}\n", "---:|".repeat(header.len())));
     for (model, row) in &t.rows {
         md.push_str(&format!(
-            "| {model} | {} |\n",
+            "| {} | {} |\n",
+            md_cell(model),
             row.iter().map(cell).collect::<Vec<_>>().join(" | ")
         ));
     }
@@ -420,6 +437,29 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("a\nb"), "\"a\nb\"");
         assert_eq!(csv_field("a\rb"), "\"a\rb\"");
+    }
+
+    #[test]
+    fn names_that_start_like_formulas_are_written_as_text() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-model"), "'-model");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("=a,b"), "\"'=a,b\"");
+        // Numbers are not names: they keep their sign.
+        assert_eq!(csv_float(Some(-1.5)), "-1.5");
+    }
+
+    #[test]
+    fn markdown_cells_escape_pipes_and_line_breaks() {
+        assert_eq!(md_cell("a|b"), "a\\|b");
+        assert_eq!(md_cell("a\nb\rc"), "a b c");
+        assert_eq!(md_cell("plain-name"), "plain-name");
     }
 
     #[test]
