@@ -101,8 +101,17 @@ pub fn episodes_of(
             spec.name()
         ))
     })?;
+    // clemcore reads the file itself, with Python's `json`, which refuses a
+    // byte order mark: say so rather than "expected value at 1:1".
+    if text.starts_with('\u{feff}') {
+        return Err(Error::msg(format!(
+            "{}: the instances file starts with a UTF-8 byte order mark, which clemcore's Python cannot read; save it as UTF-8 without one",
+            path.display()
+        )));
+    }
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| crate::error::json_error(&path, &e, "an instances file"))?;
+    crate::registry::locate::warn_duplicate_keys(&path.display().to_string(), &text);
     let mut out = Vec::new();
     let mut names = Vec::new();
     let experiments = value
