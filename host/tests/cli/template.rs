@@ -223,9 +223,8 @@ fn templates_that_build_huge_values_stop_fast_naming_the_file_and_the_limit() {
     user_hi(&env);
     for (src, limit) in [
         (r#"{{ "x" * 100000000 }}"#, "64 MB"),
-        ("{{ ([[1] * 20000] * 20000) | string | length }}", "16 MiB"),
-        ("{{ ([[1] * 20000] * 20000) | tojson | length }}", "16 MiB"),
-        ("{{ [1] * 100000000 }}", "16 MiB"),
+        ("{{ ([[1] * 20000] * 20000) | string | length }}", "2 MiB"),
+        ("{{ ([[1] * 20000] * 20000) | tojson | length }}", "2 MiB"),
     ] {
         env.write("big.jinja", src);
         let started = std::time::Instant::now();

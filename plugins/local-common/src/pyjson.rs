@@ -168,7 +168,7 @@ fn write_value(
             }
             out.push('[');
             for (i, item) in items.enumerate() {
-                if out.len() > crate::template::MAX_RENDERED_BYTES {
+                if out.len() > crate::template::MAX_FILTER_TEXT_BYTES {
                     return Err(crate::template::too_large("tojson"));
                 }
                 if i > 0 {
@@ -196,7 +196,7 @@ fn write_value(
             }
             out.push('{');
             for (i, (key, item)) in entries.iter().enumerate() {
-                if out.len() > crate::template::MAX_RENDERED_BYTES {
+                if out.len() > crate::template::MAX_FILTER_TEXT_BYTES {
                     return Err(crate::template::too_large("tojson"));
                 }
                 if i > 0 {
