@@ -855,30 +855,6 @@ pub mod staging {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::episode_is_complete;
-
-    #[test]
-    fn an_episode_is_complete_only_with_its_own_instance() {
-        let root = tempfile::tempdir().expect("temp dir");
-        let dir = root.path().join("instance_00003");
-        std::fs::create_dir(&dir).expect("episode folder");
-        std::fs::write(dir.join("interactions.json"), "{}").expect("write");
-        std::fs::write(dir.join("completed.json"), "{}").expect("write");
-        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
-        assert!(episode_is_complete(&dir));
-        std::fs::write(dir.join("instance.json"), r#"{"game_id": 4}"#).expect("write");
-        assert!(!episode_is_complete(&dir), "another game's instance");
-        std::fs::write(dir.join("instance.json"), r#"{"x": 3}"#).expect("write");
-        assert!(!episode_is_complete(&dir), "no game_id");
-        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
-        std::fs::remove_file(dir.join("interactions.json")).expect("remove");
-        std::fs::create_dir(dir.join("interactions.json")).expect("a folder in its place");
-        assert!(!episode_is_complete(&dir), "interactions.json is a folder");
-    }
-}
-
 fn parse_iso(s: &str) -> Option<chrono::NaiveDateTime> {
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok()
 }
@@ -920,4 +896,28 @@ fn write_error(
         kind: failure.kind.clone(),
     };
     results::write_record(&dir.join("error.json"), &record).map_err(Error::wrap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::episode_is_complete;
+
+    #[test]
+    fn an_episode_is_complete_only_with_its_own_instance() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("instance_00003");
+        std::fs::create_dir(&dir).expect("episode folder");
+        std::fs::write(dir.join("interactions.json"), "{}").expect("write");
+        std::fs::write(dir.join("completed.json"), "{}").expect("write");
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
+        assert!(episode_is_complete(&dir));
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 4}"#).expect("write");
+        assert!(!episode_is_complete(&dir), "another game's instance");
+        std::fs::write(dir.join("instance.json"), r#"{"x": 3}"#).expect("write");
+        assert!(!episode_is_complete(&dir), "no game_id");
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
+        std::fs::remove_file(dir.join("interactions.json")).expect("remove");
+        std::fs::create_dir(dir.join("interactions.json")).expect("a folder in its place");
+        assert!(!episode_is_complete(&dir), "interactions.json is a folder");
+    }
 }
