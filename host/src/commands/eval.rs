@@ -84,15 +84,20 @@ fn csv_float(v: Option<f64>) -> String {
 /// front, as OWASP advises against CSV injection, so a spreadsheet shows
 /// it as text instead of evaluating it.
 fn csv_field(s: &str) -> String {
-    let s: std::borrow::Cow<'_, str> = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}").into()
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_quoted(&format!("'{s}"))
     } else {
-        s.into()
-    };
+        csv_quoted(s)
+    }
+}
+
+/// [`csv_field`] without the formula guard, for clemhost's own labels
+/// (clemcore's `-, clemscore` column must stay as clemcore writes it).
+fn csv_quoted(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.into_owned()
+        s.to_string()
     }
 }
 
@@ -358,9 +363,14 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
     let t = table(&rows, args.std, args.sort);
     let header: Vec<String> = t.columns.iter().map(|(g, m)| format!("{g}, {m}")).collect();
     let mut csv = String::new();
-    for h in &header {
+    for ((game, _), h) in t.columns.iter().zip(&header) {
         csv.push(',');
-        csv.push_str(&csv_field(h));
+        // `-` is clemcore's own game label of the clemscore column.
+        csv.push_str(&if game == "-" {
+            csv_quoted(h)
+        } else {
+            csv_field(h)
+        });
     }
     csv.push('\n');
     for (model, row) in &t.rows {
