@@ -82,6 +82,13 @@ impl std::error::Error for Error {
 /// Result of a command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Whether `c` is a Unicode bidirectional control (embeddings, overrides,
+/// isolates, marks: U+202A–U+202E, U+2066–U+2069, U+200E, U+200F, U+061C),
+/// which make text show in another order than it is stored.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}')
+}
+
 /// Makes text from outside (file contents, names, server answers) safe to
 /// print on a terminal: control characters other than line breaks and
 /// tabs (NUL, ESC and the terminal sequences it starts, DEL, C1 controls)
@@ -91,8 +98,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// U+061C) are escaped too: they reorder what follows them on screen, so a
 /// name could show as something it is not.
 pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
-    let bidi = |c: char| matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{61c}');
-    let keep = |c: char| (!c.is_control() || c == '\n' || c == '\t') && !bidi(c);
+    let keep = |c: char| (!c.is_control() || c == '\n' || c == '\t') && !is_bidi_control(c);
     if text.chars().all(keep) {
         return std::borrow::Cow::Borrowed(text);
     }

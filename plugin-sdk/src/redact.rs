@@ -104,8 +104,17 @@ fn url_spans(text: &str, spans: &mut Vec<(usize, usize)>) {
     let mut from = 0;
     while let Some(found) = text[from..].find("://") {
         let auth_start = from + found + 3;
+        // A `]` that closes an IPv6 literal (`http://[::1]:8000/v1?token=`)
+        // is part of the URL, not the end of a quoted list around it.
         let mut end = auth_start;
-        while end < bytes.len() && !ends_value(bytes[end]) {
+        let mut in_brackets = false;
+        while end < bytes.len() {
+            match bytes[end] {
+                b'[' => in_brackets = true,
+                b']' if in_brackets => in_brackets = false,
+                b if ends_value(b) => break,
+                _ => {}
+            }
             end += 1;
         }
         let url = &text[auth_start..end];
@@ -331,6 +340,32 @@ mod tests {
             redact("https://h/v1?alt=json#top"),
             "https://h/v1?alt=json#top"
         );
+        // IPv6 literal hosts, with and without user information.
+        for (input, want) in [
+            (
+                "http://[::1]:8000/v1?token=SECRET&x=1",
+                "http://[::1]:8000/v1?token=***&x=1",
+            ),
+            (
+                "https://[2001:db8::1]/v1?api_key=SECRET",
+                "https://[2001:db8::1]/v1?api_key=***",
+            ),
+            (
+                "http://user:PASSWORD@[::1]:8000/v1?secret=S",
+                "http://user:***@[::1]:8000/v1?secret=***",
+            ),
+            (
+                "http://TOKEN@[fe80::1%25eth0]/",
+                "http://***@[fe80::1%25eth0]/",
+            ),
+            (
+                "[\"http://[::1]/v1?password=P\"]",
+                "[\"http://[::1]/v1?password=***\"]",
+            ),
+            ("(see [http://h/v1?key=K])", "(see [http://h/v1?key=***])"),
+        ] {
+            assert_eq!(redact(input), want, "{input}");
+        }
         assert_eq!(
             redact("\"http://a:b@h/p?key=SECRET&alt=json\""),
             "\"http://a:***@h/p?key=***&alt=json\""

@@ -140,6 +140,16 @@ pub fn discover(paths: &SearchPaths) -> Result<Vec<GameSpec>> {
             walk(home, 0, &mut found)?;
         }
     }
+    // A `--games-dir` inside the working directory (or given twice, or as
+    // a link) reaches the same files again: each spec of a file counts once.
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|spec| {
+        let file = spec
+            .source
+            .canonicalize()
+            .unwrap_or_else(|_| spec.source.clone());
+        seen.insert((file, spec.name().to_string()))
+    });
     Ok(found)
 }
 
@@ -395,6 +405,13 @@ mod tests {
 
     #[test]
     fn clembench_home_only_when_nothing_else() {
+        let names = |paths: &SearchPaths| -> Vec<String> {
+            discover(paths)
+                .unwrap()
+                .iter()
+                .map(|s| s.name().into())
+                .collect()
+        };
         let cwd = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
         write(home.path(), "h/clemgame.json", &spec("fromhome", &[]));
@@ -405,19 +422,13 @@ mod tests {
         };
         assert_eq!(discover(&paths).unwrap()[0].name(), "fromhome");
         write(cwd.path(), "c/clemgame.json", &spec("here", &[]));
-        let names: Vec<String> = discover(&paths)
-            .unwrap()
-            .iter()
-            .map(|s| s.name().into())
-            .collect();
-        assert_eq!(names, ["here"]);
+        assert_eq!(names(&paths), ["here"]);
         paths.games_dirs = vec![home.path().into()];
-        let names: Vec<String> = discover(&paths)
-            .unwrap()
-            .iter()
-            .map(|s| s.name().into())
-            .collect();
-        assert_eq!(names, ["fromhome", "here"]);
+        assert_eq!(names(&paths), ["fromhome", "here"]);
+        // A --games-dir that the working directory's walk reaches too, or
+        // one given twice: each game once.
+        paths.games_dirs = vec![cwd.path().join("c"), cwd.path().join("c/../c")];
+        assert_eq!(names(&paths), ["here"]);
     }
 
     #[test]

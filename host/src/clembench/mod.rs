@@ -102,8 +102,17 @@ pub fn episodes_of(
             spec.name()
         ))
     })?;
+    // clemcore reads the file itself, with Python's `json`, which refuses a
+    // byte order mark: say so rather than "expected value at 1:1".
+    if text.starts_with('\u{feff}') {
+        return Err(Error::msg(format!(
+            "{}: the instances file starts with a UTF-8 byte order mark, which clemcore's Python cannot read; save it as UTF-8 without one",
+            path.display()
+        )));
+    }
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| crate::error::json_error(&path, &e, "an instances file"))?;
+    crate::registry::locate::warn_duplicate_keys(&path.display().to_string(), &text);
     let mut out = Vec::new();
     let mut names = Vec::new();
     let experiments = value
@@ -373,13 +382,14 @@ pub fn pool_shape(seats: usize, cores: usize, episodes: usize) -> Vec<usize> {
 /// Whether a clembench episode's folder holds a complete episode:
 /// `instance.json` and `interactions.json` parse, so does the file clemcore
 /// writes last (3.7: `completed.json`; 3.3, which writes no signal file:
-/// `requests.json`), and there is no `error.json`. As for native games
+/// `requests.json`), there is no `error.json`, and `instance.json`'s
+/// `game_id` is the folder's number. As for native games
 /// (`EpisodeFolder::is_complete`), a failed episode is not complete, so
 /// `--resume` plays it again.
 pub fn episode_is_complete(dir: &Path) -> bool {
     let parses = |name: &str| results::read_json(&dir.join(name)).is_ok();
     !dir.join(results::files::ERROR).exists()
-        && parses(results::files::INSTANCE)
+        && results::instance_matches_folder(dir)
         && parses(results::files::INTERACTIONS)
         && (parses(results::files::COMPLETED) || parses("requests.json"))
 }
@@ -1092,7 +1102,7 @@ fn write_error(
 
 #[cfg(test)]
 mod tests {
-    use super::pool_shape;
+    use super::{episode_is_complete, pool_shape};
 
     #[test]
     fn seats_go_to_one_worker_per_core_at_most() {
@@ -1105,5 +1115,24 @@ mod tests {
         assert_eq!(pool_shape(8, 8, 3), [3, 3, 2]);
         assert_eq!(pool_shape(8, 8, 0), [8]);
         assert_eq!(pool_shape(0, 0, 0), [1]);
+    }
+
+    #[test]
+    fn an_episode_is_complete_only_with_its_own_instance() {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join("instance_00003");
+        std::fs::create_dir(&dir).expect("episode folder");
+        std::fs::write(dir.join("interactions.json"), "{}").expect("write");
+        std::fs::write(dir.join("completed.json"), "{}").expect("write");
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
+        assert!(episode_is_complete(&dir));
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 4}"#).expect("write");
+        assert!(!episode_is_complete(&dir), "another game's instance");
+        std::fs::write(dir.join("instance.json"), r#"{"x": 3}"#).expect("write");
+        assert!(!episode_is_complete(&dir), "no game_id");
+        std::fs::write(dir.join("instance.json"), r#"{"game_id": 3}"#).expect("write");
+        std::fs::remove_file(dir.join("interactions.json")).expect("remove");
+        std::fs::create_dir(dir.join("interactions.json")).expect("a folder in its place");
+        assert!(!episode_is_complete(&dir), "interactions.json is a folder");
     }
 }

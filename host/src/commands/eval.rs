@@ -77,14 +77,34 @@ fn csv_float(v: Option<f64>) -> String {
     }
 }
 
-/// A CSV field, quoted when it holds a comma, a quote or a line break
-/// (`\n` or `\r`), as Python's csv module does.
+/// A CSV text field (a name; numbers go through [`csv_float`]), quoted when
+/// it holds a comma, a quote or a line break (`\n` or `\r`), as Python's csv
+/// module does. A name from a results tree of others that starts like a
+/// formula (`=`, `+`, `-`, `@`, a tab or `\r`) is written with a `'` in
+/// front, as OWASP advises against CSV injection, so a spreadsheet shows
+/// it as text instead of evaluating it.
 fn csv_field(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_quoted(&format!("'{s}"))
+    } else {
+        csv_quoted(s)
+    }
+}
+
+/// [`csv_field`] without the formula guard, for clemhost's own labels
+/// (clemcore's `-, clemscore` column must stay as clemcore writes it).
+fn csv_quoted(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
         s.to_string()
     }
+}
+
+/// A markdown table cell: `|` escaped as `\|` and line breaks as spaces, so
+/// a name cannot end its cell or its row.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
 /// The mean of the numbers that are not NaN, summed as pandas' groupby
@@ -343,9 +363,14 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
     let t = table(&rows, args.std, args.sort);
     let header: Vec<String> = t.columns.iter().map(|(g, m)| format!("{g}, {m}")).collect();
     let mut csv = String::new();
-    for h in &header {
+    for ((game, _), h) in t.columns.iter().zip(&header) {
         csv.push(',');
-        csv.push_str(&csv_field(h));
+        // `-` is clemcore's own game label of the clemscore column.
+        csv.push_str(&if game == "-" {
+            csv_quoted(h)
+        } else {
+            csv_field(h)
+        });
     }
     csv.push('\n');
     for (model, row) in &t.rows {
@@ -362,11 +387,13 @@ pub fn run(_global: &GlobalArgs, args: &EvalArgs) -> Result<Exit> {
         Some(x) if !x.is_nan() => clemhost_pyfacts::float::repr(*x),
         _ => "n/a".to_string(),
     };
-    let mut md = format!("| model | {} |\n", header.join(" | "));
+    let md_header: Vec<String> = header.iter().map(|h| md_cell(h)).collect();
+    let mut md = format!("| model | {} |\n", md_header.join(" | "));
     md.push_str(&format!("|---|{}\n", "---:|".repeat(header.len())));
     for (model, row) in &t.rows {
         md.push_str(&format!(
-            "| {model} | {} |\n",
+            "| {} | {} |\n",
+            md_cell(model),
             row.iter().map(cell).collect::<Vec<_>>().join(" | ")
         ));
     }
@@ -420,6 +447,29 @@ mod tests {
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("a\nb"), "\"a\nb\"");
         assert_eq!(csv_field("a\rb"), "\"a\rb\"");
+    }
+
+    #[test]
+    fn names_that_start_like_formulas_are_written_as_text() {
+        assert_eq!(
+            csv_field("=HYPERLINK(\"http://x\")"),
+            "\"'=HYPERLINK(\"\"http://x\"\")\""
+        );
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("-model"), "'-model");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\tx");
+        assert_eq!(csv_field("a=b"), "a=b");
+        assert_eq!(csv_field("=a,b"), "\"'=a,b\"");
+        // Numbers are not names: they keep their sign.
+        assert_eq!(csv_float(Some(-1.5)), "-1.5");
+    }
+
+    #[test]
+    fn markdown_cells_escape_pipes_and_line_breaks() {
+        assert_eq!(md_cell("a|b"), "a\\|b");
+        assert_eq!(md_cell("a\nb\rc"), "a b c");
+        assert_eq!(md_cell("plain-name"), "plain-name");
     }
 
     #[test]

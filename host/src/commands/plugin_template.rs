@@ -113,7 +113,8 @@ Builds `lib{name}_api.so`, which clemhost loads for registry entries with
 
 Copy the library next to clemhost's other plugins (any directory on its
 search path: `--plugin-dir DIR`, `$CLEMHOST_PLUGIN_PATH`, `./plugins`, or the
-folder of the clemhost executable):
+folder of the clemhost executable; a file in `./plugins` is opened only with
+`CLEMHOST_ALLOW_CWD_PLUGINS=1` or `--plugin-dir plugins`):
 
     cp target/release/lib{name}_api.so /path/to/your/clemhost/plugins/
     clemhost plugins list            # shows {name} with status ok

@@ -64,8 +64,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub resume: bool,
     /// Play only shard K of N (K counts from 0): the episodes sorted by
-    /// (game, experiment, game_id), the i-th going to shard i mod N. For
-    /// Slurm: `sbatch --array=0-7` with `--shard $SLURM_ARRAY_TASK_ID/8`.
+    /// (game, experiment, game_id), the i-th going to shard i mod N. Give
+    /// each shard its own -r (shards on one -r are refused by its lock),
+    /// then copy the trees into one directory. For Slurm: `sbatch
+    /// --array=0-7` with `--shard $SLURM_ARRAY_TASK_ID/8 -r
+    /// shards/$SLURM_ARRAY_TASK_ID`.
     #[arg(long, value_name = "K/N")]
     pub shard: Option<runner::Shard>,
     /// The most model calls in flight per backend.

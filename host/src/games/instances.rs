@@ -58,13 +58,17 @@ pub enum InstancesError {
 }
 
 /// Parses instance text; `origin` names it in errors.
+/// A byte order mark (an editor on Windows) is skipped; duplicate keys are
+/// warned about, naming both lines.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<Experiment>, InstancesError> {
+    let text = crate::registry::locate::strip_bom(text);
     let value: Value = serde_json::from_str(text).map_err(|e| InstancesError::Json {
         path: origin.to_string(),
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
     })?;
+    crate::registry::locate::warn_duplicate_keys(origin, text);
     let shape = |message: String| InstancesError::Shape {
         path: origin.to_string(),
         message,
@@ -254,6 +258,16 @@ mod tests {
             err.contains("experiments[0] and experiments[1] are both named \"e\""),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped() {
+        let exps = parse(
+            "\u{feff}{\"experiments\":[{\"name\":\"e\",\"game_instances\":[{\"game_id\":0}]}]}",
+            "bom.json",
+        )
+        .expect("a BOM is not an error");
+        assert_eq!(exps[0].name, "e");
     }
 
     #[test]

@@ -188,6 +188,29 @@ mod tests {
     }
 
     #[test]
+    fn url_secrets_on_ipv6_hosts_are_masked() {
+        let store = KeyStore::from_sections(
+            Some(PathBuf::from("/k/key.json")),
+            json!({"local": {"base_url": "http://[::1]:8000/v1?token=TOKEN-VALUE"},
+                   "lan": {"base_url": "http://me:PASSWORD@[fd00::7]:8000/v1?key=K"}})
+            .as_object()
+            .cloned()
+            .expect("object"),
+        );
+        let listed = store.masked(&[]);
+        let text = format!("{listed:?}");
+        assert!(
+            !text.contains("TOKEN-VALUE") && !text.contains("PASSWORD"),
+            "{text}"
+        );
+        let url = |name: &str| {
+            listed.iter().find(|s| s.name == name).expect(name).fields["base_url"].clone()
+        };
+        assert_eq!(url("local"), json!("http://[::1]:8000/v1?token=***"));
+        assert_eq!(url("lan"), json!("http://me:***@[fd00::7]:8000/v1?key=***"));
+    }
+
+    #[test]
     fn nested_secrets_are_masked_too() {
         // Found by fuzz/fuzz_targets/keys.rs: a secret one level down, under
         // a field whose name says nothing, was listed in full.

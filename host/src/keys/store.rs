@@ -139,12 +139,16 @@ fn read_key_file(path: &Path) -> Result<Map<String, Value>, KeyError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let value: Value = serde_json::from_str(&text).map_err(|e| KeyError::Syntax {
+    // A byte order mark (an editor on Windows) is skipped.
+    let text = crate::registry::locate::strip_bom(&text);
+    let value: Value = serde_json::from_str(text).map_err(|e| KeyError::Syntax {
         path: path.to_path_buf(),
         line: e.line(),
         column: e.column(),
         problem: syntax_problem(&e),
     })?;
+    // Key names only, never values: the warning holds no secret.
+    crate::registry::locate::warn_duplicate_keys(&path.display().to_string(), text);
     let Value::Object(sections) = value else {
         return Err(KeyError::NotObject {
             path: path.to_path_buf(),
@@ -153,7 +157,7 @@ fn read_key_file(path: &Path) -> Result<Map<String, Value>, KeyError> {
     };
     for (index, (name, section)) in sections.iter().enumerate() {
         if !section.is_object() {
-            let location = match element_position(&text, index) {
+            let location = match element_position(text, index) {
                 Some(p) => format!("{}:{p}", path.display()),
                 None => path.display().to_string(),
             };

@@ -13,10 +13,10 @@
 //! `trust`).
 //!
 //! The working directory: `./plugins` may come with a cloned repository, so
-//! its files are treated as not yet asked for. One that shadows a plugin
-//! installed further down the search path is refused, and `models list`,
-//! `models show`, `keys list` and `plugins list` open none of them (their
-//! initialisers would run), unless the user allows it with
+//! its files are treated as not yet asked for. None of them is opened, by
+//! `run` (whether it shadows an installed plugin or serves a backend of its
+//! own) or by `models list`, `models show`, `keys list` and `plugins list`
+//! (their initialisers would run), unless the user allows it with
 //! `CLEMHOST_ALLOW_CWD_PLUGINS=1` or names the directory with
 //! `--plugin-dir plugins` or by its absolute path in `$CLEMHOST_PLUGIN_PATH`
 //! (a relative entry there is treated like `./plugins`, with a warning).
@@ -51,8 +51,7 @@ pub const PLUGIN_PATH_VAR: &str = "CLEMHOST_PLUGIN_PATH";
 /// opened as if the user had named the directory (`1`, `true` or `yes`).
 pub const ALLOW_CWD_PLUGINS_VAR: &str = "CLEMHOST_ALLOW_CWD_PLUGINS";
 
-/// Whether the user allows files of `./plugins` to be opened by listings
-/// and to shadow installed plugins.
+/// Whether the user allows files of `./plugins` to be opened at all.
 pub fn cwd_plugins_allowed() -> bool {
     std::env::var(ALLOW_CWD_PLUGINS_VAR)
         .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
@@ -194,14 +193,23 @@ pub fn load_backend(global: &GlobalArgs, backend: &str) -> Result<Plugin> {
     let all = scan_all(global);
     let mut serving = all.iter().filter(|c| c.backend == backend);
     let first = serving.next();
-    if let (Some(c), Some(installed)) = (first.filter(|c| c.in_cwd), serving.next()) {
-        if !cwd_plugins_allowed() {
-            return Err(Error::msg(format!(
-                "refusing plugin {}: it is in ./plugins of the working directory and shadows the installed {}; a plugin runs with your rights and receives your keys, so one that came with a cloned repository must not replace yours. To use it, set {ALLOW_CWD_PLUGINS_VAR}=1 or pass --plugin-dir plugins; to use the installed one, remove or rename the file",
-                c.path.display(),
+    if let Some(c) = first.filter(|c| c.in_cwd && !cwd_plugins_allowed()) {
+        // Any file of ./plugins, not only one that shadows an installed
+        // plugin: a registry in the same cloned repository can route a
+        // well-known model name to a backend that only that file serves.
+        let what = match serving.next() {
+            Some(installed) => format!(
+                "shadows the installed {}; one that came with a cloned repository must not replace yours",
                 installed.path.display()
-            )));
-        }
+            ),
+            None => format!(
+                "no installed plugin serves backend '{backend}'; a cloned repository can bring both the plugin and a registry entry that names it"
+            ),
+        };
+        return Err(Error::msg(format!(
+            "refusing plugin {}: it is in ./plugins of the working directory and {what}. A plugin runs with your rights and receives your keys. To use it, set {ALLOW_CWD_PLUGINS_VAR}=1 or pass --plugin-dir plugins; otherwise remove or rename the file",
+            c.path.display(),
+        )));
     }
     let Some(c) = first else {
         let dirs: Vec<String> = search_dirs(global)
@@ -217,7 +225,7 @@ pub fn load_backend(global: &GlobalArgs, backend: &str) -> Result<Plugin> {
         .map_err(|reason| Error::msg(format!("refusing plugin {}: {reason}", c.path.display())))?;
     if c.in_cwd {
         tracing::info!(
-            "using plugin {} from ./plugins of the working directory",
+            "using plugin {} from ./plugins of the working directory ({ALLOW_CWD_PLUGINS_VAR} is set)",
             c.path.display()
         );
     }

@@ -120,15 +120,7 @@ fn parse_entries(
             })
         }
     };
-    for d in locate::duplicate_keys(text) {
-        tracing::warn!(
-            "{label}:{}: the key \"{}\" appears again (first at line {}, column {}); the later value is used, as in clemcore; remove one of them",
-            d.again,
-            d.key,
-            d.first.line,
-            d.first.column
-        );
-    }
+    locate::warn_duplicate_keys(label, text);
     let located = |position: Option<Position>| match position {
         Some(p) => format!("{label}:{p}"),
         None => label.to_string(),

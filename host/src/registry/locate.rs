@@ -69,6 +69,22 @@ pub struct DuplicateKey {
     pub again: Position,
 }
 
+/// Warns once for every duplicate key of `text` (JSON that parsed), naming
+/// `label` (the file) and the lines of both. Registries, instances files and
+/// key files share it: serde_json, like Python's `json`, keeps the later
+/// value without a word.
+pub fn warn_duplicate_keys(label: &str, text: &str) {
+    for d in duplicate_keys(text) {
+        tracing::warn!(
+            "{label}:{}: the key \"{}\" appears again (first at line {}, column {}); the later value is used, as in clemcore; remove one of them",
+            d.again,
+            crate::error::escape_for_terminal(&d.key),
+            d.first.line,
+            d.first.column
+        );
+    }
+}
+
 /// Every duplicate key of every object in `text`, in text order. Assumes
 /// `text` is valid JSON (it is called after parsing succeeded); linear in
 /// the text's length.

@@ -482,6 +482,22 @@ impl RunFolder {
     }
 }
 
+/// Whether `dir/instance.json` parses and its `game_id` is the number in
+/// the folder's name (`instance_00003` holds game 3). An instance copied
+/// into another episode's folder is not that episode, so `--resume` plays
+/// it again.
+pub fn instance_matches_folder(dir: &Path) -> bool {
+    let number = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("instance_"))
+        .and_then(|n| n.parse::<u64>().ok());
+    let Ok(instance) = read_json(&dir.join(files::INSTANCE)) else {
+        return false;
+    };
+    number.is_some() && instance.get("game_id").and_then(Value::as_u64) == number
+}
+
 /// One episode's folder (`.../<experiment>/instance_00000/`).
 #[derive(Clone, Debug)]
 pub struct EpisodeFolder {
@@ -493,11 +509,13 @@ impl EpisodeFolder {
     /// Whether the episode finished earlier: `completed.json`,
     /// `interactions.json` and `instance.json` exist and parse as their
     /// records. An empty or truncated file means the episode is played again.
+    /// The instance must also be the one of this folder (see
+    /// [`instance_matches_folder`]).
     pub fn is_complete(&self) -> bool {
         read_record::<schema::CompletedRecord>(&self.dir.join(files::COMPLETED)).is_ok()
             && read_record::<schema::InteractionsRecord>(&self.dir.join(files::INTERACTIONS))
                 .is_ok()
-            && read_json(&self.dir.join(files::INSTANCE)).is_ok()
+            && instance_matches_folder(&self.dir)
     }
 
     /// Removes what an earlier attempt of this episode wrote (and this
@@ -516,11 +534,20 @@ impl EpisodeFolder {
                 || name.ends_with(".requests.json")
                 || name == "requests.json"
                 || is_own_temp_file(&name);
-            if stale {
-                let p = entry.path();
+            // A folder (never a link: the file type is the entry's own) where
+            // one of the episode's files belongs would stop the episode from
+            // being written: it goes, as a clembench episode's whole folder
+            // is replaced.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let p = entry.path();
+            let removed = if is_dir && (stale || name == files::INSTANCE) {
+                std::fs::remove_dir_all(&p)
+            } else if stale {
                 std::fs::remove_file(&p)
-                    .map_err(|source| ResultsError::Write { path: p, source })?;
-            }
+            } else {
+                Ok(())
+            };
+            removed.map_err(|source| ResultsError::Write { path: p, source })?;
         }
         Ok(())
     }

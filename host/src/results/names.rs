@@ -30,6 +30,8 @@ pub enum NameRule {
     Separator,
     /// It holds a NUL or another control character.
     Control,
+    /// It holds a Unicode bidirectional control (shown reversed).
+    Bidi,
     /// It is longer than [`MAX_COMPONENT_BYTES`].
     TooLong,
 }
@@ -41,13 +43,17 @@ impl fmt::Display for NameRule {
             NameRule::Dot => "it must not be \".\" or \"..\"",
             NameRule::Separator => "it must not contain '/' or '\\'",
             NameRule::Control => "it must not contain NUL or other control characters",
+            NameRule::Bidi => {
+                "it must not contain Unicode bidirectional controls (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C)"
+            }
             NameRule::TooLong => "it must be at most 255 bytes long",
         })
     }
 }
 
 /// Checks that `name` is one normal path component: not empty, not `.` or
-/// `..`, no `/` or `\`, no control character (NUL included), at most 255 bytes.
+/// `..`, no `/` or `\`, no control character (NUL included), no Unicode
+/// bidirectional control, at most 255 bytes.
 pub fn check_component(name: &str) -> Result<(), NameRule> {
     if name.is_empty() {
         return Err(NameRule::Empty);
@@ -60,6 +66,10 @@ pub fn check_component(name: &str) -> Result<(), NameRule> {
     }
     if name.chars().any(char::is_control) {
         return Err(NameRule::Control);
+    }
+    // A folder `greet\u{202e}ne` would list as another name than it has.
+    if name.chars().any(crate::error::is_bidi_control) {
+        return Err(NameRule::Bidi);
     }
     if name.len() > MAX_COMPONENT_BYTES {
         return Err(NameRule::TooLong);
@@ -139,6 +149,20 @@ mod tests {
         assert_eq!(check_component("a\\b"), Err(NameRule::Separator));
         assert_eq!(check_component("a\0b"), Err(NameRule::Control));
         assert_eq!(check_component("a\u{1b}[31m"), Err(NameRule::Control));
+        for bidi in [
+            '\u{202a}', '\u{202e}', '\u{2066}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{61c}',
+        ] {
+            assert_eq!(
+                check_component(&format!("greet{bidi}ne")),
+                Err(NameRule::Bidi),
+                "{bidi:?}"
+            );
+        }
+        assert_eq!(
+            check_component("שלום"),
+            Ok(()),
+            "right-to-left text itself is fine"
+        );
         assert_eq!(check_component(&"x".repeat(256)), Err(NameRule::TooLong));
         assert_eq!(check_component(&"x".repeat(255)), Ok(()));
     }

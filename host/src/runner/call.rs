@@ -174,10 +174,17 @@ impl PluginModel {
 /// The error of a call whose server asks to wait `asked` before trying
 /// again, longer than `retry` allows (`max_retry_after`).
 pub fn retry_after_refused(e: &BackendError, asked: Duration, retry: &RetryPolicy) -> BackendError {
+    // The new error shows its kind itself: repeat the old one's only when it
+    // differs (`rate_limited: unavailable: ...`, not `rate_limited: rate_limited: ...`).
+    let what = if e.kind == ErrorKind::RateLimited {
+        e.message.clone()
+    } else {
+        e.to_string()
+    };
     BackendError::new(
         ErrorKind::RateLimited,
         format!(
-            "{e}; the server asks to wait {:.0} s before trying again, more than clemhost waits ({} s); try again later",
+            "{what}; the server asks to wait {:.0} s before trying again, more than clemhost waits ({} s); try again later",
             asked.as_secs_f64(),
             retry.max_retry_after.as_secs()
         ),
@@ -329,8 +336,10 @@ impl PluginModel {
                     };
                     tracing::warn!(
                         model = %self.name,
-                        "attempt {attempt} of {} failed ({e}); trying again in {:.1} s",
+                        "attempt {attempt} of {} failed ({}); trying again in {:.1} s",
                         self.calls.retry.tries,
+                        // The message quotes the server: no `\r` or bidi control reaches the log.
+                        crate::error::escape_for_terminal(&e.to_string()),
                         delay.as_secs_f64()
                     );
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);

@@ -533,9 +533,11 @@ fn play_episode(
         Err(EpisodeError::Interrupted) => Ok(Outcome::Interrupted),
         Err(e) => {
             tracing::warn!(
-                "episode {}/instance_{:05} failed: {e}",
+                "episode {}/instance_{:05} failed: {}",
                 job.experiment.name,
-                job.game_id
+                job.game_id,
+                // A backend's error quotes the server's body.
+                crate::error::escape_for_terminal(&e.to_string())
             );
             let error = ErrorRecord {
                 timestamp: Timestamp::now().iso(),

@@ -418,8 +418,9 @@ impl ServedModel {
                     }
                     tracing::warn!(
                         model = %self.name,
-                        "attempt {attempt} of {} failed ({e}); trying again in {:.1} s",
+                        "attempt {attempt} of {} failed ({}); trying again in {:.1} s",
                         options.retry.tries,
+                        crate::error::escape_for_terminal(&e.to_string()),
                         delay.as_secs_f64()
                     );
                     tokio::select! {

@@ -242,14 +242,17 @@ fn a_replay_removes_only_its_own_temp_files() {
     assert!(other.exists(), "another process's temp file was removed");
 }
 
+/// Plays hellogame with `mock` into ./results; the experiment's folder.
+fn played_greet_en(env: &TestEnv) -> PathBuf {
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.path().join("results/mock/hellogame/greet_en")
+}
+
 #[test]
 fn resume_plays_again_episodes_whose_files_are_empty_truncated_or_missing() {
     let env = TestEnv::new();
-    assert!(env
-        .run(&["run", "-g", "hellogame", "-m", "mock"])
-        .status
-        .success());
-    let exp = env.path().join("results/mock/hellogame/greet_en");
+    let exp = played_greet_en(&env);
     std::fs::write(exp.join("instance_00000/completed.json"), "").expect("empty");
     let inter = exp.join("instance_00001/interactions.json");
     let text = std::fs::read_to_string(&inter).expect("read");
@@ -262,6 +265,56 @@ fn resume_plays_again_episodes_whose_files_are_empty_truncated_or_missing() {
     read(&inter); // whole again
     read(&exp.join("instance_00000/completed.json"));
     read(&exp.join("instance_00002/interactions.json"));
+}
+
+/// An episode folder whose `instance.json` is another game's (copied over,
+/// or a tree put together by hand) is not that episode: `--resume` plays it.
+#[test]
+fn resume_plays_again_an_episode_whose_instance_is_another_games() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    std::fs::copy(
+        exp.join("instance_00001/instance.json"),
+        exp.join("instance_00003/instance.json"),
+    )
+    .expect("copy");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 9);
+    assert_eq!(summary(&out, "completed"), 1);
+    assert_eq!(
+        read(&exp.join("instance_00003/instance.json"))["game_id"],
+        3
+    );
+}
+
+/// A folder where a results file belongs (`interactions.json/`) neither
+/// passes for a finished episode nor stops the run: it is replaced.
+#[test]
+fn a_folder_named_like_a_results_file_is_replaced_not_fatal() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    let inter = exp.join("instance_00002/interactions.json");
+    std::fs::remove_file(&inter).expect("remove");
+    std::fs::create_dir_all(inter.join("inside")).expect("a folder in its place");
+    let instance = exp.join("instance_00004/instance.json");
+    std::fs::remove_file(&instance).expect("remove");
+    std::fs::create_dir(&instance).expect("a folder in its place");
+    for args in [&["--resume"][..], &[][..]] {
+        let out = env
+            .cmd()
+            .args(["run", "-g", "hellogame", "-m", "mock"])
+            .args(args)
+            .output()
+            .expect("clemhost runs");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        if !args.is_empty() {
+            assert_eq!(summary(&out, "skipped (complete)"), 8);
+            assert_eq!(summary(&out, "completed"), 2);
+        }
+        read(&inter);
+        read(&instance);
+    }
 }
 
 #[test]
@@ -482,6 +535,13 @@ fn a_retry_after_beyond_the_cap_fails_the_call_as_rate_limited() {
         message.contains("asks to wait 18446744073709552 s"),
         "{message}"
     );
+    // The kind is said once, in error.json and on the terminal.
+    assert!(!message.contains("rate_limited: rate_limited"), "{message}");
+    assert!(
+        !stderr(&out).contains("rate_limited: rate_limited"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -576,4 +636,83 @@ fn listings_escape_control_characters_from_files_of_others() {
         );
         assert!(text.contains("\\u{1b}]0;owned"), "{args:?}: {text}");
     }
+}
+
+/// A server's error body is quoted in the WARN lines of retries and failed
+/// episodes: a `\r` (which would overwrite the line) and bidi controls
+/// (which would show text reversed) are escaped there.
+#[test]
+fn server_error_text_in_log_lines_is_escaped() {
+    let server =
+        crate::util::FakeServer::start(503, |_| "down\r\u{202e}gnissim yek\u{2066}x".to_string());
+    let env = TestEnv::new();
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"node": {{"api_key": "k", "base_url": "{}/v1"}}}}"#,
+            server.base_url
+        ),
+    );
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "n", "backend": "openai_compatible", "key_name": "node", "model_id": "m"}]"#,
+    );
+    built_plugin("openai_compatible");
+    let out = env
+        .cmd()
+        .arg("--plugin-dir")
+        .arg(plugin_build_dir())
+        .args(["run", "-g", "hellogame", "-m", "n", "-e", "greet_en"])
+        .args(["--retries", "2", "--retry-delay-ms", "1"])
+        .output()
+        .expect("clemhost runs");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(4), "{err}");
+    assert!(err.contains("trying again"), "a retry was logged: {err}");
+    assert!(
+        err.contains("failed"),
+        "the failed episode was logged: {err}"
+    );
+    for c in ['\r', '\u{202e}', '\u{2066}'] {
+        assert!(!err.contains(c), "{c:?} reached stderr: {err:?}");
+    }
+    assert!(
+        err.contains("down\\u{d}\\u{202e}gnissim yek\\u{2066}x"),
+        "{err}"
+    );
+}
+
+/// Duplicate keys in an instances file or a key file are warned about,
+/// naming the file and both lines (as the registry does), and a byte order
+/// mark in either is skipped.
+#[test]
+fn duplicate_keys_are_warned_about_and_byte_order_marks_skipped() {
+    let env = TestEnv::new();
+    env.write(
+        "inst.json",
+        "\u{feff}{\"experiments\": [{\"name\": \"e\", \"game_instances\": [\n  {\"game_id\": 0,\n   \"prompt\": \"Greet $NAME$\",\n   \"prompt\": \"Hi $NAME$\", \"target_name\": \"X\"}]}]}",
+    );
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "-i", "inst.json"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("inst.json:4:") && err.contains("\"prompt\" appears again (first at line 3"),
+        "{err}"
+    );
+    env.write(
+        "key.json",
+        "\u{feff}{\"openai\": {\"api_key\": \"sk-first-0000000000000\",\n  \"api_key\": \"sk-second-000000000000\"}}",
+    );
+    let out = env.run(&["keys", "list"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("key.json:2:") && err.contains("\"api_key\" appears again (first at line 1"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("sk-first") && !err.contains("sk-second"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("openai"), "{}", stdout(&out));
 }

@@ -238,16 +238,14 @@ fn a_scaffolded_plugin_builds_on_its_own_and_is_picked_up() {
         r#"[{"model_name": "my-model", "backend": "mybackend",
              "model_config": {"reply": "GREET: Hello and welcome!"}}]"#,
     );
-    let out = env.run(&[
-        "run",
-        "-g",
-        "hellogame",
-        "-m",
-        "my-model",
-        "-e",
-        "greet_en",
-        "--no-default-registry",
-    ]);
+    // A plugin under development in ./plugins is opened when asked for.
+    let out = env
+        .cmd()
+        .args(["run", "-g", "hellogame", "-m", "my-model", "-e", "greet_en"])
+        .arg("--no-default-registry")
+        .env("CLEMHOST_ALLOW_CWD_PLUGINS", "1")
+        .output()
+        .expect("clemhost runs");
     assert!(
         out.status.success(),
         "run with the scaffolded plugin failed: {}{}",
@@ -356,4 +354,50 @@ fn plugins_in_the_working_directory_are_not_run_unless_allowed() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A registry in the working directory (a cloned repository) routes a
+/// shipped model name to a backend that only ./plugins serves: the file
+/// shadows nothing, and is still not opened unless asked for.
+#[test]
+fn a_working_directory_registry_cannot_route_a_model_to_a_plugin_of_the_working_directory() {
+    let env = TestEnv::new();
+    let dir = env.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(built_plugin("echo"), dir.join("libzzz_api.so")).unwrap();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "gpt-4o", "backend": "zzz", "model_config": {"reply": "GREET: hi"}}]"#,
+    );
+    let out = env.run(&["run", "-g", "hellogame", "-m", "gpt-4o", "-e", "greet_en"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("refusing plugin") && err.contains("libzzz_api.so"),
+        "{err}"
+    );
+    assert!(
+        err.contains("CLEMHOST_ALLOW_CWD_PLUGINS=1") && err.contains("--plugin-dir plugins"),
+        "{err}"
+    );
+    assert!(!env.path().join("results").exists(), "nothing played");
+    // The listings leave it unopened too, saying how to allow it.
+    let out = env.run(&["plugins", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status = row(&json, "zzz", &dir)["status"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(status.starts_with("not opened"), "{status}");
+    let out = env.run(&["models", "list", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let model = json["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model_name"] == "gpt-4o" && m["backend"] == "zzz")
+        .unwrap_or_else(|| panic!("no gpt-4o row: {json:#}"));
+    assert_eq!(model["plugin_read"], false, "{model}");
 }

@@ -783,3 +783,30 @@ fn shard_k_counts_from_zero_and_a_wrong_one_says_so() {
         "{err}"
     );
 }
+
+/// Shards on one -r are refused by the run folder's lock, so the help must
+/// not suggest one -r for all of them (docs/running-games.md says the same).
+#[test]
+fn shard_help_gives_each_shard_its_own_results_dir() {
+    let env = TestEnv::new();
+    let out = env.run(&["run", "--help"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // clap wraps the help text: compare it with the line breaks undone.
+    let help = stdout(&out)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        help.contains("Give each shard its own -r")
+            && help.contains("copy the trees into one directory")
+            && help.contains("-r shards/$SLURM_ARRAY_TASK_ID"),
+        "{help}"
+    );
+    let doc = std::fs::read_to_string(crate::util::repo_root().join("docs/running-games.md"))
+        .expect("docs/running-games.md");
+    let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        doc.contains("Give every shard its own `-r` and merge afterwards by copying"),
+        "the docs say it too"
+    );
+}

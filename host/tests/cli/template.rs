@@ -214,6 +214,44 @@ fn hostile_templates_neither_reach_the_terminal_nor_exhaust_memory() {
     );
 }
 
+/// Values repeated beyond reason: a string repeat of 100 MB, and a nested
+/// list repeat written out by one `string` or `tojson` call (each a single
+/// step for the fuel). Each stops fast, naming the template and the limit.
+#[test]
+fn templates_that_build_huge_values_stop_fast_naming_the_file_and_the_limit() {
+    let env = TestEnv::new();
+    user_hi(&env);
+    for (src, limit) in [
+        (r#"{{ "x" * 100000000 }}"#, "64 MB"),
+        ("{{ ([[1] * 20000] * 20000) | string | length }}", "2 MiB"),
+        ("{{ ([[1] * 20000] * 20000) | tojson | length }}", "2 MiB"),
+    ] {
+        env.write("big.jinja", src);
+        let started = std::time::Instant::now();
+        let out = env.run(&[
+            "template",
+            "render",
+            "--template",
+            "big.jinja",
+            "--messages",
+            "hi.json",
+        ]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{src}: {err}");
+        assert!(
+            err.contains("big.jinja")
+                && err.contains("chat template stopped")
+                && err.contains(limit),
+            "{src}: {err}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{src} took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 #[test]
 fn an_engine_error_exits_3_and_names_the_template() {
     let env = TestEnv::new();

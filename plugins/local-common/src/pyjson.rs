@@ -159,18 +159,23 @@ fn write_value(
             Ok(())
         }
         ValueKind::Seq | ValueKind::Iterable => {
-            let items: Vec<Value> = value.try_iter()?.collect();
-            if items.is_empty() {
+            // Item by item: a lazy repeat (`[1] * 100000000`) is never
+            // collected, and the text stops at the cap.
+            let mut items = value.try_iter()?.peekable();
+            if items.peek().is_none() {
                 out.push_str("[]");
                 return Ok(());
             }
             out.push('[');
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items.enumerate() {
+                if out.len() > crate::template::MAX_FILTER_TEXT_BYTES {
+                    return Err(crate::template::too_large("tojson"));
+                }
                 if i > 0 {
                     out.push_str(&style.item_sep);
                 }
                 newline(out, style, level + 1);
-                write_value(out, item, style, level + 1)?;
+                write_value(out, &item, style, level + 1)?;
             }
             newline(out, style, level);
             out.push(']');
@@ -191,6 +196,9 @@ fn write_value(
             }
             out.push('{');
             for (i, (key, item)) in entries.iter().enumerate() {
+                if out.len() > crate::template::MAX_FILTER_TEXT_BYTES {
+                    return Err(crate::template::too_large("tojson"));
+                }
                 if i > 0 {
                     out.push_str(&style.item_sep);
                 }

@@ -48,17 +48,30 @@ use std::fmt::Write as _;
 /// extension, so minijinja never switches on HTML auto-escaping).
 const TEMPLATE_NAME: &str = "chat_template";
 
-/// How many steps (minijinja's "fuel": roughly one per instruction) one
-/// rendering may take. Real chat templates over a long conversation take a
-/// few ten thousand; a loop nested beyond reason stops here, in well under a
-/// second, instead of running until killed.
-pub const RENDER_FUEL: u64 = 10_000_000;
+/// How much work one rendering may do, in minijinja's "fuel": one per
+/// instruction, and one per 64 bytes of every string or list the template
+/// builds (by `*`, `~`, `+`, filters, ...) or writes out. Real chat templates
+/// over a long conversation take a few ten thousand. A loop nested beyond
+/// reason stops here in well under a second, and since minijinja checks a
+/// `*` repeat or a concatenation against the fuel left before it allocates,
+/// no single value of more than 64 MB is ever built (`'x' * 100000000` is
+/// refused before its 100 MB exist).
+pub const RENDER_FUEL: u64 = 1_000_000;
+
+/// The bytes the [`RENDER_FUEL`] pays for when spent on data alone.
+pub const RENDER_FUEL_BYTES: u64 = RENDER_FUEL * 64;
 
 /// The largest prompt a rendering may produce (16 MiB, far above any
-/// model's context). A template that repeats strings in a loop fails here
-/// instead of allocating gigabytes. (One `*` repeat is capped by minijinja
-/// itself at 100 MB.)
+/// model's context).
 pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// The largest text one `string` or `tojson` call may make of a list or map
+/// (2 MiB; a real template serialises a few tool schemas or messages). Those
+/// filters count as one step for the fuel and are charged for their result
+/// only once it exists, so a nested repeat such as `[[1] * 20000] * 20000`
+/// (a lazy list of 400 million items) would build gigabytes before the fuel
+/// could refuse it.
+pub const MAX_FILTER_TEXT_BYTES: usize = 2 << 20;
 
 /// The rendering's output, refusing to grow beyond [`MAX_RENDERED_BYTES`].
 #[derive(Default)]
@@ -215,6 +228,49 @@ impl Drop for PinnedNow {
     }
 }
 
+/// Marks an error of a filter whose result would pass [`MAX_FILTER_TEXT_BYTES`],
+/// so it is reported as a limit rather than as a template bug.
+#[derive(Debug)]
+struct TooLarge;
+
+impl std::fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "larger than {} MiB", MAX_FILTER_TEXT_BYTES >> 20)
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// The error of a filter (`what`) whose text would pass [`MAX_FILTER_TEXT_BYTES`].
+pub(crate) fn too_large(what: &str) -> JError {
+    JError::new(
+        JErrorKind::InvalidOperation,
+        format!(
+            "{what} would make a text larger than {} MiB",
+            MAX_FILTER_TEXT_BYTES >> 20
+        ),
+    )
+    .with_source(TooLarge)
+}
+
+/// A text that refuses to grow beyond [`MAX_FILTER_TEXT_BYTES`].
+#[derive(Default)]
+struct CappedText {
+    text: String,
+    overflowed: bool,
+}
+
+impl std::fmt::Write for CappedText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.text.len() + s.len() > MAX_FILTER_TEXT_BYTES {
+            self.overflowed = true;
+            return Err(std::fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
 /// Marks an error raised by the template's `raise_exception`, so it can be
 /// told apart from engine errors of the same minijinja kind.
 #[derive(Debug)]
@@ -310,7 +366,8 @@ impl ChatTemplate {
                     MAX_RENDERED_BYTES >> 20
                 )),
                 JErrorKind::OutOfFuel => TemplateError::Limit(format!(
-                    "rendering took more than {RENDER_FUEL} template steps (a loop that does not end in reasonable time)"
+                    "rendering took more than {RENDER_FUEL} template steps, or built more than {} MB of text and lists (a loop that does not end in reasonable time, or values repeated beyond reason)",
+                    RENDER_FUEL_BYTES / 1_000_000
                 )),
                 _ => classify(e),
             })?;
@@ -419,10 +476,12 @@ fn classify(err: JError) -> TemplateError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
     while let Some(e) = source {
         if let Some(j) = e.downcast_ref::<JError>() {
-            if std::error::Error::source(j)
-                .is_some_and(|s| s.downcast_ref::<RaisedByTemplate>().is_some())
-            {
+            let marker = std::error::Error::source(j);
+            if marker.is_some_and(|s| s.downcast_ref::<RaisedByTemplate>().is_some()) {
                 return TemplateError::Raised(j.detail().unwrap_or_default().to_owned());
+            }
+            if marker.is_some_and(|s| s.downcast_ref::<TooLarge>().is_some()) {
+                return TemplateError::Limit(describe(j));
             }
         }
         source = e.source();
@@ -504,7 +563,17 @@ fn python_string(state: &State<'_, '_>, value: &JValue) -> Result<JValue, JError
             return Ok(JValue::from(clemhost_pyfacts::float::repr(f)));
         }
     }
-    minijinja::filters::string(state, value)
+    if value.as_object().is_none() {
+        return minijinja::filters::string(state, value);
+    }
+    // A list or map is written out here, under the cap: minijinja's filter
+    // would build the whole text first (see MAX_FILTER_TEXT_BYTES).
+    let mut text = CappedText::default();
+    match write!(text, "{value}") {
+        Ok(()) => Ok(JValue::from(text.text)),
+        Err(_) if text.overflowed => Err(too_large("the string filter")),
+        Err(_) => minijinja::filters::string(state, value),
+    }
 }
 
 /// Python methods on values: minijinja-contrib's pycompat set, plus
@@ -728,13 +797,51 @@ mod tests {
 
     #[test]
     fn repeating_strings_in_a_loop_stops_at_the_output_cap() {
-        let src = "{% for i in range(16) %}{{ 'x' * 100000000 }}{% endfor %}";
+        let src = "{% for i in range(16) %}{{ 'x' * 10000000 }}{% endfor %}";
         let err = render(
             src,
             &RenderInput::from_messages(&[Message::new("user", "hi")]),
         )
-        .expect_err("1.6 GB of prompt is refused");
+        .expect_err("160 MB of prompt is refused");
         assert!(matches!(err, TemplateError::Limit(_)), "{err:?}");
         assert!(err.to_string().contains("16 MiB"), "{err}");
+    }
+
+    /// One step of fuel may not build gigabytes: a string repeat is refused
+    /// before it allocates, and `string`/`tojson` of a nested lazy repeat
+    /// stop at the cap instead of writing out 400 million items.
+    #[test]
+    fn huge_values_are_refused_before_they_are_built() {
+        let input = RenderInput::from_messages(&[Message::new("user", "hi")]);
+        for (src, limit) in [
+            ("{{ 'x' * 100000000 }}", "64 MB"),
+            (
+                "{% set s = 'x' * 60000000 %}{{ (s ~ s) | length }}",
+                "64 MB",
+            ),
+            ("{{ ([[1] * 20000] * 20000) | string | length }}", "2 MiB"),
+            ("{{ ([[1] * 20000] * 20000) | tojson | length }}", "2 MiB"),
+            (
+                "{{ {'k': [[1] * 20000] * 20000} | tojson | length }}",
+                "2 MiB",
+            ),
+            ("{{ [[1] * 20000] * 20000 }}", "16 MiB"),
+        ] {
+            let started = std::time::Instant::now();
+            let err = render(src, &input).expect_err(src);
+            assert!(matches!(err, TemplateError::Limit(_)), "{src}: {err:?}");
+            assert!(err.to_string().contains(limit), "{src}: {err}");
+            // Generous for a debug build; a release build takes a tenth.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(20),
+                "{src} took {:?}",
+                started.elapsed()
+            );
+        }
+        // Ordinary lists still print as Python prints them.
+        assert_eq!(
+            render("{{ [1, 'a'] | string }}|{{ ([1] * 3) | string }}", &input).unwrap(),
+            "[1, 'a']|[1, 1, 1]"
+        );
     }
 }
