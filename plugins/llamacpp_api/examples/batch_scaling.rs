@@ -5,7 +5,7 @@
 //! ignored). Prints a table of B, milliseconds per decode step and tokens/s.
 //!
 //! ```text
-//! batch_scaling --gguf FILE --prompt-file FILE [--threads 2] [--new 64] [--sizes 1,2,4,8,16]
+//! batch_scaling --gguf FILE --prompt-file FILE [--threads 2] [--new 64] [--sizes 1,2,4,8,16] [--flash-attention]
 //! ```
 
 use llamacpp_api::engine::{Engine, EngineConfig, Job, Sampling};
@@ -17,6 +17,7 @@ struct Args {
     threads: u32,
     new: u32,
     sizes: Vec<u32>,
+    flash_attention: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -24,12 +25,14 @@ fn parse() -> Result<Args, String> {
     let (mut gguf, mut prompt_file) = (None, None);
     let (mut threads, mut new) = (2, 64);
     let mut sizes = vec![1, 2, 4, 8, 16];
+    let mut flash_attention = false;
     while let Some(a) = it.next() {
         let mut val = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
             "--gguf" => gguf = Some(val()?),
             "--prompt-file" => prompt_file = Some(val()?),
             "--threads" => threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--flash-attention" => flash_attention = true,
             "--new" => new = val()?.parse().map_err(|e| format!("--new: {e}"))?,
             "--sizes" => {
                 sizes = val()?
@@ -54,6 +57,7 @@ fn parse() -> Result<Args, String> {
         threads,
         new,
         sizes,
+        flash_attention,
     })
 }
 
@@ -72,7 +76,7 @@ fn main() {
             kv_cache_mib: 0,
             n_batch: 512,
             gpu_layers: None,
-            flash_attention: false,
+            flash_attention: args.flash_attention,
             concurrency: None,
         },
     )
