@@ -249,8 +249,17 @@ fn run_dir_name(models: &[OpenModel]) -> Result<String> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let name = results::run_dir_name(&refs);
     check_component(&name).map_err(|rule| {
+        let fix = match rule {
+            crate::results::names::NameRule::TooLong => {
+                "use models with shorter names (or fewer models)"
+            }
+            crate::results::names::NameRule::NotNfc => {
+                "write the model_name in Unicode NFC form in its registry entry"
+            }
+            _ => "rename the model in its registry entry",
+        };
         Error::msg(format!(
-            "the run folder name {name:?} (from the model names) is not usable: {rule}; use models with shorter names"
+            "the run folder name {name:?} (the model names joined) is not usable: {rule}; {fix}"
         ))
     })?;
     Ok(name)

@@ -932,3 +932,63 @@ fn files_where_folders_belong_and_a_folder_for_run_json() {
         "an episode ran"
     );
 }
+
+/// A one-model name holding `--` and the pair it looks like get two run
+/// folders; a registry entry named like a built-in player is refused; a
+/// model name that is not NFC says so, not "shorter names".
+#[test]
+fn model_lists_get_their_own_folders_and_built_in_names_stay_built_in() {
+    let dir = plugins();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "a--b", "backend": "echo"},
+            {"model_name": "a", "backend": "echo"},
+            {"model_name": "b", "backend": "echo"},
+            {"model_name": "cafe\u0301", "backend": "echo"}]"#,
+    );
+    env.write(
+        "inst.json",
+        &format!(r#"{{"experiments": [{{"name": "e", "game_instances": {ONE_INSTANCE}}}]}}"#),
+    );
+    let run = |models: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.args([
+            "--plugin-dir",
+            &dir,
+            "--no-default-registry",
+            "run",
+            "-g",
+            "hellogame",
+        ]);
+        for m in models {
+            cmd.args(["-m", m]);
+        }
+        cmd.args(["-i", "inst.json"])
+            .output()
+            .expect("clemhost runs")
+    };
+    let out = run(&["a--b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env
+        .path()
+        .join("results/a%2D%2Db/hellogame/e/instance_00000/completed.json")
+        .is_file());
+    assert!(!env.path().join("results/a--b").exists());
+    let out = run(&["cafe\u{301}"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("NFC") && !err.contains("shorter"), "{err}");
+
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "gpt-x", "backend": "echo"}, {"model_name": "mock", "backend": "echo"}]"#,
+    );
+    let out = run(&["mock"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model_registry.json") && err.contains("entry 1") && err.contains("built-in"),
+        "{err}"
+    );
+}
