@@ -259,11 +259,22 @@ fn from_clemgame_file(dir: &Path, file: &Path, found: &mut Vec<GameSpec>) -> Res
     Ok(())
 }
 
+/// Files clemhost writes into a run folder, beside the games' folders
+/// (and the names `eval` writes at a results tree's top).
+const RUN_FOLDER_FILES: &[&str] = &["run.json", "raw.csv", "results.csv", "results.md"];
+
 /// A game's name becomes a folder of the results tree: it must be a
-/// string that is one normal path component.
+/// string that is one normal path component, not a file name of the run
+/// folder, and a name `-g` selects (not `all`, not JSON).
 fn check_game_name(spec: &Map<String, Value>, file: &Path) -> Result<()> {
     let rule = match spec.get("game_name") {
         Some(Value::String(name)) => match crate::results::names::check_component(name) {
+            Ok(()) if RUN_FOLDER_FILES.contains(&name.as_str()) => format!(
+                "it must not be {name:?}, a file that clemhost writes in the run folder"
+            ),
+            Ok(()) if Selector::parse(name) != Selector::Name(name.clone()) => {
+                "-g could not select it (\"all\" selects every game, and a value starting with '{' is read as a JSON selector)".to_string()
+            }
             Ok(()) => return Ok(()),
             Err(rule) => rule.to_string(),
         },
@@ -379,6 +390,27 @@ mod tests {
 
     fn spec(name: &str, bench: &[&str]) -> String {
         serde_json::json!({"game_name": name, "players": 1, "benchmark": bench}).to_string()
+    }
+
+    #[test]
+    fn game_names_that_dash_g_cannot_select_or_the_run_folder_uses_are_refused() {
+        for name in [
+            "all",
+            "run.json",
+            ".clemhost-staging-x",
+            "{\"benchmark\":1}",
+            " {'a': 1}",
+        ] {
+            let mut spec = Map::new();
+            spec.insert("game_name".into(), name.into());
+            let err = check_game_name(&spec, Path::new("g/clemgame.json"))
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains("g/clemgame.json"), "{name}: {err}");
+        }
+        let mut spec = Map::new();
+        spec.insert("game_name".into(), "taboo".into());
+        assert!(check_game_name(&spec, Path::new("g/clemgame.json")).is_ok());
     }
 
     #[test]

@@ -389,7 +389,7 @@ pub fn pool_shape(seats: usize, cores: usize, episodes: usize) -> Vec<usize> {
 pub fn episode_is_complete(dir: &Path) -> bool {
     let parses = |name: &str| results::read_json(&dir.join(name)).is_ok();
     !dir.join(results::files::ERROR).exists()
-        && results::instance_matches_folder(dir)
+        && results::instance_matches_folder(dir, None)
         && parses(results::files::INTERACTIONS)
         && (parses(results::files::COMPLETED) || parses("requests.json"))
 }
@@ -745,11 +745,16 @@ impl SpecRun<'_> {
             })
             .sum();
         let others = self.total.saturating_sub(self.planned.len()) + deal.skipped;
-        let mut run = results::read_json(&target)
-            .ok()
-            .filter(Value::is_object)
-            .or_else(|| staged.first().cloned())
-            .unwrap_or_else(|| json!({}));
+        let mut run = results::read_or_keep_aside(&target, |v| {
+            if v.is_object() {
+                Ok(v)
+            } else {
+                Err("not a JSON object".into())
+            }
+        })
+        .map_err(|e| e.to_string())?
+        .or_else(|| staged.first().cloned())
+        .unwrap_or_else(|| json!({}));
         let entries: Vec<&Map<String, Value>> = staged
             .iter()
             .filter_map(|r| r["games"][game].as_object())

@@ -102,9 +102,14 @@ fn csv_quoted(s: &str) -> String {
 }
 
 /// A markdown table cell: `|` escaped as `\|` and line breaks as spaces, so
-/// a name cannot end its cell or its row.
+/// a name cannot end its cell or its row; `&`, `<` and `>` as HTML
+/// entities, so a name is never raw HTML where the markdown is rendered.
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
 }
 
 /// The mean of the numbers that are not NaN, summed as pandas' groupby
@@ -139,7 +144,9 @@ fn std_dev(xs: &[Option<f64>]) -> Option<f64> {
 
 /// NumPy's `round(x, 2)`: scale, round half to even, scale back.
 fn round2(x: f64) -> f64 {
-    (x * 100.0).round_ties_even() / 100.0
+    // `+ 0.0` turns a -0.0 (a tiny negative rounded) into 0.0, which the
+    // tables show as `0.0`, not `-0.0`.
+    (x * 100.0).round_ties_even() / 100.0 + 0.0
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -186,7 +193,7 @@ fn raw_rows(root: &Path) -> Result<Vec<RawRow>> {
             ))
         })?;
         // The run folder holds the model names escaped (`org%2Fname`); show them as they are.
-        let model = crate::results::names::unescape_component(&model);
+        let model = crate::results::names::run_dir_label(&model);
         let Some(ep) = scores.get("episode scores").and_then(Value::as_object) else {
             return Err(Error::msg(format!(
                 "{}: no \"episode scores\" object; run clemhost score again",
@@ -470,6 +477,16 @@ mod tests {
         assert_eq!(md_cell("a|b"), "a\\|b");
         assert_eq!(md_cell("a\nb\rc"), "a b c");
         assert_eq!(md_cell("plain-name"), "plain-name");
+        assert_eq!(
+            md_cell("<img src=x onerror=alert(1)> & co"),
+            "&lt;img src=x onerror=alert(1)&gt; &amp; co"
+        );
+    }
+
+    #[test]
+    fn a_zero_is_never_negative() {
+        assert_eq!(round2(-0.0).to_string(), "0");
+        assert_eq!(round2(-0.001).to_string(), "0");
     }
 
     #[test]

@@ -67,6 +67,17 @@ pub enum RegistryError {
         /// What to write instead.
         fix: &'static str,
     },
+    /// An entry has the name of a built-in player, which `-m` never
+    /// resolves in the registry (and whose run folder is the built-in's).
+    #[error("{location}: entry {index}: \"model_name\" \"{name}\" is the name of a built-in player (mock, programmatic, human, terminal), which -m NAME always selects, so this entry could never be played and its results would share the built-in's folder; rename the entry")]
+    ReservedName {
+        /// `path:line:column` of the entry.
+        location: String,
+        /// 0-based index of the entry.
+        index: usize,
+        /// The name.
+        name: String,
+    },
     /// No entry at all to resolve against.
     #[error("Model registry is empty. Load a model registry and try again. ({read})")]
     Empty {

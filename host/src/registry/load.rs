@@ -172,6 +172,15 @@ fn parse_entries(
                 }
             }
         }
+        if let Some(Value::String(name)) = spec.get("model_name") {
+            if crate::runner::setup::BUILTIN_PLAYERS.contains(&name.as_str()) {
+                return Err(RegistryError::ReservedName {
+                    location: located(position),
+                    index,
+                    name: name.clone(),
+                });
+            }
+        }
         if !spec.contains_key("lookup_source") {
             spec.insert(
                 "lookup_source".into(),

@@ -334,6 +334,17 @@ mod tests {
     }
 
     #[test]
+    fn entries_named_like_built_in_players_are_refused() {
+        for name in ["mock", "programmatic", "human", "terminal"] {
+            let text = json!([{"model_name": name, "backend": "openai"}]).to_string();
+            let err = Registry::from_json_text(&text, "reg.json", "reg.json")
+                .expect_err(name)
+                .to_string();
+            assert!(err.contains("reg.json") && err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
     fn model_args_parse_like_clemcore() {
         assert_eq!(
             parse_model_arg("gpt-4o"),

@@ -60,6 +60,19 @@ pub enum ResultsError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A results file is a FIFO, a device, a socket or a folder (or a link
+    /// to one): reading it could block or never end.
+    #[error("{}: not a regular file (a FIFO, device, socket or folder, or a link to one); clemhost does not read it", path.display())]
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A results file is larger than [`MAX_READ_BYTES`].
+    #[error("{}: larger than {} MiB, the most clemhost reads of one results file; it is not read", path.display(), MAX_READ_BYTES >> 20)]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
     /// A file is not valid JSON.
     #[error("{path}:{line}:{column}: not valid JSON ({message}); delete the file or run again")]
     Json {
@@ -86,6 +99,10 @@ pub enum ResultsError {
     /// The recorded settings differ from this run's (`--resume`).
     #[error("{0}")]
     Settings(String),
+    /// Something in the results tree is in the way (a folder where a file
+    /// belongs); the message says what to do.
+    #[error("{0}")]
+    InTheWay(String),
     /// A folder of the run is a symbolic link.
     #[error("{} is a symbolic link; clemhost run does not write or delete files through a link in the results tree (it could reach a folder outside it): replace the link with a folder, or pass another -r DIR", path.display())]
     Link {
@@ -256,13 +273,64 @@ pub fn read_record<T: DeserializeOwned>(path: &Path) -> Result<T, ResultsError> 
     })
 }
 
-/// Reads a JSON file (accepting Python's bare `NaN`), naming the file and
-/// the line and column on errors.
-pub fn read_json(path: &Path) -> Result<Value, ResultsError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ResultsError::Read {
+/// The most bytes [`read_json`] reads of one results file: 256 MiB. The
+/// largest real files are an episode's `interactions.json` and requests
+/// files (a long episode of a big model: a few MiB); anything beyond is not
+/// a result.
+pub const MAX_READ_BYTES: u64 = 256 << 20;
+
+/// Reads a results file's text: only a regular file (a link to one is
+/// fine), of at most [`MAX_READ_BYTES`]. The file is opened without
+/// blocking (a FIFO would wait for a writer forever) and its type checked
+/// on the open descriptor, so a FIFO, `/dev/zero` or a folder is refused
+/// with [`ResultsError::NotRegular`] and never read.
+pub fn read_results_text(path: &Path) -> Result<String, ResultsError> {
+    use std::io::Read;
+    let err = |source| ResultsError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Err(ResultsError::NotRegular {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > MAX_READ_BYTES {
+        return Err(ResultsError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_READ_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(err)?;
+    if bytes.len() as u64 > MAX_READ_BYTES {
+        return Err(ResultsError::TooLarge {
+            path: path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8 text ({e})"),
+        ))
+    })
+}
+
+/// Reads a JSON file (accepting Python's bare `NaN`), naming the file and
+/// the line and column on errors. Only regular files are read, up to
+/// [`MAX_READ_BYTES`] (see [`read_results_text`]).
+pub fn read_json(path: &Path) -> Result<Value, ResultsError> {
+    let text = read_results_text(path)?;
     // A byte order mark (an editor on Windows) is not a reason to call the
     // file broken and write it anew.
     let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
@@ -424,6 +492,69 @@ pub fn dirs_holding(dir: &Path, file_name: &str) -> Vec<PathBuf> {
     out
 }
 
+/// Reads a results file that this run is about to write anew (`run.json`)
+/// with `parse`. A missing file is `Ok(None)`. A file that cannot be read
+/// or parsed (bad JSON, a field of the wrong type, a FIFO) is renamed to
+/// `<name>.bad-<local time>` with a warning that names both, and is
+/// `Ok(None)`: what it held is kept for the user to merge by hand, never
+/// overwritten. A folder at the path is an error before anything is
+/// written, since it may hold anything.
+pub fn read_or_keep_aside<T>(
+    path: &Path,
+    parse: impl FnOnce(Value) -> Result<T, String>,
+) -> Result<Option<T>, ResultsError> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(None);
+    };
+    if meta.is_dir() {
+        return Err(ResultsError::InTheWay(format!(
+            "{} is a folder, where clemhost records the run in a file; move the folder elsewhere (or remove it) and run again, or pass another -r DIR",
+            path.display()
+        )));
+    }
+    let problem = match read_json(path) {
+        Ok(value) => match parse(value) {
+            Ok(parsed) => return Ok(Some(parsed)),
+            Err(message) => ResultsError::Schema {
+                path: path.to_path_buf(),
+                message,
+            }
+            .to_string(),
+        },
+        Err(e) => e.to_string(),
+    };
+    let aside = keep_aside(path)?;
+    tracing::warn!(
+        "{problem}; it is kept as {} and {} is written anew (copy back from the kept file what it recorded of other games)",
+        aside.display(),
+        path.display()
+    );
+    Ok(None)
+}
+
+/// Renames `path` to `<name>.bad-<local time>` (a free name; `-2`, `-3`, ...
+/// added when taken) next to it, and returns the new path. The walks of
+/// `score`, `eval` and `transcribe` look only for their exact file names,
+/// so a kept file is never read as a result.
+pub fn keep_aside(path: &Path) -> Result<PathBuf, ResultsError> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "file".into());
+    let stamp = Timestamp::now().local().format("%Y%m%dT%H%M%S").to_string();
+    let mut aside = path.with_file_name(format!("{name}.bad-{stamp}"));
+    let mut n = 1;
+    while std::fs::symlink_metadata(&aside).is_ok() {
+        n += 1;
+        aside = path.with_file_name(format!("{name}.bad-{stamp}-{n}"));
+    }
+    std::fs::rename(path, &aside).map_err(|source| ResultsError::Write {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(aside)
+}
+
 /// A run folder (`<results>/<models>/`), locked for this process while the
 /// value lives (see [`lock`]).
 #[derive(Debug)]
@@ -454,19 +585,13 @@ impl RunFolder {
         &self.layout
     }
 
-    /// `run.json` as recorded, if it exists and parses.
-    pub fn read_run(&self) -> Option<schema::RunRecord> {
-        let path = self.layout.run_file();
-        if !path.exists() {
-            return None;
-        }
-        match read_record(&path) {
-            Ok(r) => Some(r),
-            Err(e) => {
-                tracing::warn!("{e}; it is written anew");
-                None
-            }
-        }
+    /// `run.json` as recorded: `None` when there is none, or when it is
+    /// unreadable, after it was kept aside as `run.json.bad-<time>` (see
+    /// [`read_or_keep_aside`]). A folder named `run.json` is an error.
+    pub fn read_run(&self) -> Result<Option<schema::RunRecord>, ResultsError> {
+        read_or_keep_aside(&self.layout.run_file(), |v| {
+            serde_json::from_value::<schema::RunRecord>(v).map_err(|e| e.to_string())
+        })
     }
 
     /// Writes `run.json` (under this folder's lock).
@@ -485,8 +610,14 @@ impl RunFolder {
 /// Whether `dir/instance.json` parses and its `game_id` is the number in
 /// the folder's name (`instance_00003` holds game 3). An instance copied
 /// into another episode's folder is not that episode, so `--resume` plays
-/// it again.
-pub fn instance_matches_folder(dir: &Path) -> bool {
+/// it again. With `expected` (the instance as the instances file has it
+/// now), the recorded instance must also equal it as a JSON value: an
+/// instances file whose prompts or targets changed under the same keys
+/// and game_ids makes other episodes.
+pub fn instance_matches_folder(
+    dir: &Path,
+    expected: Option<&serde_json::Map<String, Value>>,
+) -> bool {
     let number = dir
         .file_name()
         .and_then(|n| n.to_str())
@@ -495,7 +626,9 @@ pub fn instance_matches_folder(dir: &Path) -> bool {
     let Ok(instance) = read_json(&dir.join(files::INSTANCE)) else {
         return false;
     };
-    number.is_some() && instance.get("game_id").and_then(Value::as_u64) == number
+    number.is_some()
+        && instance.get("game_id").and_then(Value::as_u64) == number
+        && expected.is_none_or(|e| instance.as_object() == Some(e))
 }
 
 /// One episode's folder (`.../<experiment>/instance_00000/`).
@@ -510,12 +643,44 @@ impl EpisodeFolder {
     /// `interactions.json` and `instance.json` exist and parse as their
     /// records. An empty or truncated file means the episode is played again.
     /// The instance must also be the one of this folder (see
-    /// [`instance_matches_folder`]).
-    pub fn is_complete(&self) -> bool {
-        read_record::<schema::CompletedRecord>(&self.dir.join(files::COMPLETED)).is_ok()
-            && read_record::<schema::InteractionsRecord>(&self.dir.join(files::INTERACTIONS))
-                .is_ok()
-            && instance_matches_folder(&self.dir)
+    /// [`instance_matches_folder`]) and equal `instance`, the one this run
+    /// would play.
+    /// A FIFO, device or oversized file in their place is warned about and
+    /// counts as unfinished (the replay removes it).
+    pub fn is_complete(&self, instance: &serde_json::Map<String, Value>) -> bool {
+        let ok = |r: Result<(), ResultsError>| match r {
+            Ok(()) => true,
+            Err(e @ (ResultsError::NotRegular { .. } | ResultsError::TooLarge { .. })) => {
+                tracing::warn!("{e}; the episode is played again");
+                false
+            }
+            Err(_) => false,
+        };
+        ok(read_record::<schema::CompletedRecord>(&self.dir.join(files::COMPLETED)).map(drop))
+            && ok(
+                read_record::<schema::InteractionsRecord>(&self.dir.join(files::INTERACTIONS))
+                    .map(drop),
+            )
+            && instance_matches_folder(&self.dir, Some(instance))
+    }
+
+    /// Moves a file (or FIFO, ...) that stands where this episode's folder
+    /// belongs aside as `instance_N.bad-<time>` (see [`keep_aside`]), with a
+    /// warning, so the episode can be written and nothing is lost. Links
+    /// were refused before ([`refuse_link`]).
+    pub fn make_room(&self) -> Result<(), ResultsError> {
+        match std::fs::symlink_metadata(&self.dir) {
+            Ok(m) if !m.is_dir() && !m.file_type().is_symlink() => {
+                let aside = keep_aside(&self.dir)?;
+                tracing::warn!(
+                    "{} is not a folder; it is kept as {} and the episode is played into a new folder",
+                    self.dir.display(),
+                    aside.display()
+                );
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Removes what an earlier attempt of this episode wrote (and this

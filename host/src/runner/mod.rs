@@ -35,8 +35,8 @@ use crate::games::{terminal_input, Episode, EpisodeError, EpisodeInfo, HumanInpu
 use crate::registry::Registry;
 use crate::results::names::{check_component, escape_component};
 use crate::results::schema::{
-    player_models, ErrorRecord, ExperimentRecord, GameRunRecord, Ordered, PlayerModelRecord,
-    PlayerModels, RunRecord,
+    player_models, ErrorRecord, ExperimentRecord, GameRunRecord, InteractionsRecord, Ordered,
+    PlayerModelRecord, PlayerModels, RunRecord,
 };
 use crate::results::{
     self, files, python_seconds, EpisodeFolder, ResultsError, RunFolder, Timestamp,
@@ -249,8 +249,17 @@ fn run_dir_name(models: &[OpenModel]) -> Result<String> {
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let name = results::run_dir_name(&refs);
     check_component(&name).map_err(|rule| {
+        let fix = match rule {
+            crate::results::names::NameRule::TooLong => {
+                "use models with shorter names (or fewer models)"
+            }
+            crate::results::names::NameRule::NotNfc => {
+                "write the model_name in Unicode NFC form in its registry entry"
+            }
+            _ => "rename the model in its registry entry",
+        };
         Error::msg(format!(
-            "the run folder name {name:?} (from the model names) is not usable: {rule}; use models with shorter names"
+            "the run folder name {name:?} (the model names joined) is not usable: {rule}; {fix}"
         ))
     })?;
     Ok(name)
@@ -325,14 +334,30 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
         let path = layout
             .experiment_dir(game.name(), &exp.name)
             .join(files::EXPERIMENT);
-        if let Some(record) = experiment_record(&path, exp, game.name(), &pm, plan.resume)? {
+        let episodes: Vec<EpisodeFolder> = jobs
+            .iter()
+            .filter(|j| std::ptr::eq(j.experiment, exp))
+            .map(|j| folder.episode(game.name(), &exp.name, j.game_id))
+            .collect();
+        let instances: Vec<&Map<String, Value>> = jobs
+            .iter()
+            .filter(|j| std::ptr::eq(j.experiment, exp))
+            .map(|j| j.instance)
+            .collect();
+        let recorded = Recorded {
+            episodes: &episodes,
+            instances: &instances,
+        };
+        if let Some(record) =
+            experiment_record(&path, exp, game.name(), &pm, plan.resume, &recorded)?
+        {
             experiment_files.push((path, record));
         }
     }
 
     // run.json first (without this game's entry), as clemcore does; other
     // games' entries are kept. The folder's lock covers the read and both writes.
-    let mut games = folder.read_run().map(|r| r.games).unwrap_or_default();
+    let mut games = folder.read_run()?.map(|r| r.games).unwrap_or_default();
     games.remove(game.name());
     let record = |games: &Ordered<GameRunRecord>| RunRecord {
         clem_version: results::CLEM_VERSION.into(),
@@ -368,7 +393,7 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
                 let label = format!("{}/instance_{:05}", job.experiment.name, job.game_id);
                 let outcome = if stop.is_stopped() {
                     Ok(Outcome::Interrupted)
-                } else if plan.resume && episode.is_complete() {
+                } else if plan.resume && episode.is_complete(job.instance) {
                     Ok(Outcome::Skipped)
                 } else {
                     let info = EpisodeInfo {
@@ -452,6 +477,13 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
     Ok(summary)
 }
 
+/// One experiment's episode folders in this run and the instances they
+/// must hold (in the same order).
+struct Recorded<'a> {
+    episodes: &'a [EpisodeFolder],
+    instances: &'a [&'a Map<String, Value>],
+}
+
 /// The `experiment.json` to write, or `None` when the file already records
 /// the same settings (it is then kept, as clemcore keeps it).
 ///
@@ -459,19 +491,22 @@ pub fn play(run: &PreparedRun, stop: &StopToken) -> Result<RunSummary, ResultsEr
 /// settings (another `-t`, another model entry) is rewritten. With
 /// `--resume` the finished episodes were played with the recorded settings,
 /// so differing ones are refused: mixing them would make the results lie.
+/// When the file is missing or unreadable, the settings each finished
+/// episode recorded in its `interactions.json` are compared instead.
 fn experiment_record(
     path: &std::path::Path,
     exp: &Experiment,
     game_name: &str,
     pm: &PlayerModels,
     resume: bool,
+    recorded: &Recorded<'_>,
 ) -> Result<Option<ExperimentRecord>, ResultsError> {
     let mut experiment = exp.meta.clone();
     for k in ["timestamp", "game_name", "player_models"] {
         experiment.remove(k);
     }
-    if path.exists() {
-        if let Ok(recorded) = results::read_record::<ExperimentRecord>(path) {
+    let unreadable = match results::read_record::<ExperimentRecord>(path) {
+        Ok(recorded) => {
             let same_models = &recorded.player_models == pm;
             if same_models && recorded.experiment == experiment {
                 return Ok(None);
@@ -487,7 +522,34 @@ fn experiment_record(
                     path.display()
                 )));
             }
+            None
         }
+        Err(_) if std::fs::symlink_metadata(path).is_err() => None, // no file: nothing to warn about
+        Err(e) => Some(e),
+    };
+    if resume {
+        // No readable record of the settings (deleted, emptied, truncated):
+        // each finished episode's interactions.json records its own, and
+        // they must be this run's, or the results would mix settings.
+        for (episode, instance) in recorded.episodes.iter().zip(recorded.instances) {
+            if !episode.is_complete(instance) {
+                continue;
+            }
+            let file = episode.dir.join(files::INTERACTIONS);
+            let Ok(interactions) = results::read_record::<InteractionsRecord>(&file) else {
+                continue;
+            };
+            if &interactions.player_models != pm {
+                return Err(ResultsError::Settings(format!(
+                    "{}: this finished episode was played with other settings (the models or generation arguments, player_models, differ), and {} does not record the experiment's; --resume would mix them. Run without --resume to play every episode again, or pass another -r DIR",
+                    file.display(),
+                    path.display()
+                )));
+            }
+        }
+    }
+    if let Some(e) = unreadable {
+        tracing::warn!("{e}; it is written anew with this run's settings");
     }
     Ok(Some(ExperimentRecord {
         experiment,
@@ -505,6 +567,7 @@ fn play_episode(
     human: HumanInput,
     stop: &StopToken,
 ) -> Result<Outcome, ResultsError> {
+    folder.make_room()?;
     folder.clear()?;
     folder.write_instance(job.instance)?;
     let models: Vec<PlayerModel> = run.models.models.iter().map(|m| m.player.clone()).collect();

@@ -34,6 +34,9 @@ enum Resolved {
     },
 }
 
+/// The names of the built-in players (registry entries may not take them).
+pub const BUILTIN_PLAYERS: &[&str] = &["mock", "programmatic", "human", "terminal"];
+
 /// The built-in player a name stands for, as clemcore maps it.
 fn builtin(name: &str) -> Option<(PlayerModel, &'static str)> {
     match name {

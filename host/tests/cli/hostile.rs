@@ -716,3 +716,279 @@ fn duplicate_keys_are_warned_about_and_byte_order_marks_skipped() {
     );
     assert!(stdout(&out).contains("openai"), "{}", stdout(&out));
 }
+
+/// Without a readable `experiment.json`, `--resume` checks the settings the
+/// finished episodes recorded themselves (`interactions.json`'s
+/// `player_models`), so a run with other settings is refused, not mixed in.
+#[test]
+fn resume_without_readable_settings_checks_the_episodes_own_records() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    let exp_file = exp.join("experiment.json");
+    for broken in [Some(""), Some("{"), Some("null"), Some("[]"), None] {
+        match broken {
+            Some(text) => std::fs::write(&exp_file, text).expect("write"),
+            None => std::fs::remove_file(&exp_file).expect("remove"),
+        }
+        let out = env.run(&[
+            "run",
+            "-g",
+            "hellogame",
+            "-m",
+            "mock",
+            "-t",
+            "0.9",
+            "--resume",
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{broken:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("interactions.json") && err.contains("other settings"),
+            "{broken:?}: {err}"
+        );
+        let run = read(&env.path().join("results/mock/run.json"));
+        assert_eq!(
+            run["player_models"]["0"]["gen_args"]["temperature"], 0.0,
+            "{broken:?}: the refused run changed run.json"
+        );
+    }
+    // The episodes' own settings resume, and experiment.json is written again.
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 10);
+    assert_eq!(
+        read(&exp_file)["player_models"]["0"]["gen_args"]["temperature"],
+        0.0
+    );
+}
+
+/// An instances file whose instance content changed (same experiment keys
+/// and game_ids) does not pass for the finished episodes: `--resume`
+/// plays the changed instances again.
+#[test]
+fn resume_plays_again_episodes_whose_instance_changed() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    let shipped = crate::util::repo_root().join("games/hellogame/in/instances.json");
+    let mut file = read(&shipped);
+    let instances = file["experiments"][0]["game_instances"]
+        .as_array_mut()
+        .expect("instances");
+    instances[2]["target_name"] = "Zoe".into();
+    instances[5]["prompt"] = "Greet Zoe".into();
+    env.write(
+        "inst2.json",
+        &serde_json::to_string_pretty(&file).expect("json"),
+    );
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "mock",
+        "-e",
+        "greet_en",
+        "-i",
+        "inst2.json",
+        "--resume",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 8);
+    assert_eq!(summary(&out, "completed"), 2);
+    assert_eq!(
+        read(&exp.join("instance_00002/instance.json"))["target_name"],
+        "Zoe"
+    );
+    assert_eq!(
+        read(&exp.join("instance_00005/instance.json"))["prompt"],
+        "Greet Zoe"
+    );
+}
+
+/// A FIFO or a link to `/dev/zero` where a results file belongs neither
+/// hangs `run` nor reads without end: it is not a finished episode
+/// (`completed.json`) or not a readable record (`run.json`).
+#[cfg(unix)]
+#[test]
+fn fifos_and_devices_in_a_results_tree_neither_block_nor_read_forever() {
+    use std::time::{Duration, Instant};
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    let fifo = |p: &Path| {
+        std::fs::remove_file(p).expect("remove");
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+    };
+    let run_file = env.path().join("results/mock/run.json");
+    for (case, plant) in [
+        ("fifo", &fifo as &dyn Fn(&Path)),
+        ("/dev/zero", &|p: &Path| {
+            std::fs::remove_file(p).expect("remove");
+            std::os::unix::fs::symlink("/dev/zero", p).expect("link");
+        }),
+    ] {
+        plant(&exp.join("instance_00000/completed.json"));
+        plant(&run_file);
+        let mut child = env
+            .cmd()
+            .args(["run", "-g", "hellogame", "-m", "mock", "--resume"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("clemhost starts");
+        let start = Instant::now();
+        while child.try_wait().expect("wait").is_none() {
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{case}: run hangs");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().expect("output");
+        assert!(out.status.success(), "{case}: {}", stderr(&out));
+        assert_eq!(summary(&out, "skipped (complete)"), 9, "{case}");
+        assert!(
+            stderr(&out).contains("not a regular file"),
+            "{case}: {}",
+            stderr(&out)
+        );
+        read(&exp.join("instance_00000/completed.json"));
+        read(&run_file);
+    }
+}
+
+/// A `run.json` that does not parse is kept aside (`run.json.bad-<time>`),
+/// never simply replaced: the other games' entries stay on disk.
+#[test]
+fn an_unreadable_run_json_is_kept_aside_not_lost() {
+    let env = TestEnv::new();
+    played_greet_en(&env);
+    let run_dir = env.path().join("results/mock");
+    let mut run = read(&run_dir.join("run.json"));
+    run["games"]["othergame"] = run["games"]["hellogame"].clone();
+    run["games"]["othergame"]["num_instances"] = "30".into();
+    let text = serde_json::to_string_pretty(&run).expect("json");
+    std::fs::write(run_dir.join("run.json"), &text).expect("write");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kept: Vec<PathBuf> = std::fs::read_dir(&run_dir)
+        .expect("run dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("run.json.bad-"))
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&kept[0]).expect("kept"), text);
+    let err = stderr(&out);
+    assert!(err.contains("run.json.bad-"), "{err}");
+}
+
+/// A file where an episode's folder belongs is moved aside and the episode
+/// played; `run.json` as a folder stops the run before any episode, naming it.
+#[test]
+fn files_where_folders_belong_and_a_folder_for_run_json() {
+    let env = TestEnv::new();
+    let exp = played_greet_en(&env);
+    let ep = exp.join("instance_00003");
+    std::fs::remove_dir_all(&ep).expect("remove");
+    std::fs::write(&ep, "not a folder").expect("a file in its place");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out, "skipped (complete)"), 9);
+    assert_eq!(summary(&out, "completed"), 1);
+    read(&ep.join("instance.json"));
+    let aside: Vec<PathBuf> = std::fs::read_dir(&exp)
+        .expect("exp")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("instance_00003.bad-"))
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&aside[0]).expect("kept"),
+        "not a folder"
+    );
+
+    let run_file = env.path().join("results/mock/run.json");
+    std::fs::remove_file(&run_file).expect("remove");
+    std::fs::create_dir(&run_file).expect("a folder in its place");
+    std::fs::remove_file(exp.join("instance_00001/completed.json")).expect("remove");
+    let out = env.run(&["run", "-g", "hellogame", "-m", "mock", "--resume"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("run.json") && err.contains("is a folder"),
+        "{err}"
+    );
+    assert!(
+        !exp.join("instance_00001/completed.json").exists(),
+        "an episode ran"
+    );
+}
+
+/// A one-model name holding `--` and the pair it looks like get two run
+/// folders; a registry entry named like a built-in player is refused; a
+/// model name that is not NFC says so, not "shorter names".
+#[test]
+fn model_lists_get_their_own_folders_and_built_in_names_stay_built_in() {
+    let dir = plugins();
+    let env = TestEnv::new();
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "a--b", "backend": "echo"},
+            {"model_name": "a", "backend": "echo"},
+            {"model_name": "b", "backend": "echo"},
+            {"model_name": "cafe\u0301", "backend": "echo"}]"#,
+    );
+    env.write(
+        "inst.json",
+        &format!(r#"{{"experiments": [{{"name": "e", "game_instances": {ONE_INSTANCE}}}]}}"#),
+    );
+    let run = |models: &[&str]| {
+        let mut cmd = env.cmd();
+        cmd.args([
+            "--plugin-dir",
+            &dir,
+            "--no-default-registry",
+            "run",
+            "-g",
+            "hellogame",
+        ]);
+        for m in models {
+            cmd.args(["-m", m]);
+        }
+        cmd.args(["-i", "inst.json"])
+            .output()
+            .expect("clemhost runs")
+    };
+    let out = run(&["a--b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env
+        .path()
+        .join("results/a%2D%2Db/hellogame/e/instance_00000/completed.json")
+        .is_file());
+    assert!(!env.path().join("results/a--b").exists());
+    let out = run(&["cafe\u{301}"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("NFC") && !err.contains("shorter"), "{err}");
+
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "gpt-x", "backend": "echo"}, {"model_name": "mock", "backend": "echo"}]"#,
+    );
+    let out = run(&["mock"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("model_registry.json") && err.contains("entry 1") && err.contains("built-in"),
+        "{err}"
+    );
+}
