@@ -63,9 +63,10 @@ impl Guard {
                 "localhost".to_string(),
                 "127.0.0.1".to_string(),
                 "[::1]".to_string(),
-                own,
             ];
-            names.dedup();
+            if !names.contains(&own) {
+                names.push(own);
+            }
             let mut hosts: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
             if port == 80 {
                 // A client leaves out the default port.
@@ -75,10 +76,7 @@ impl Guard {
         };
         Guard {
             hosts,
-            origins: origins
-                .iter()
-                .filter_map(|o| normalize_origin(o))
-                .collect(),
+            origins: origins.iter().filter_map(|o| normalize_origin(o)).collect(),
         }
     }
 
@@ -133,9 +131,12 @@ fn add_cors(response: &mut Response, origin: HeaderValue) {
 pub async fn check(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let guard = &state.guard;
     let refuse = |e: ApiError| {
-        state
-            .metrics
-            .record("", e.status.as_u16(), Some(e.code), std::time::Duration::ZERO);
+        state.metrics.record(
+            "",
+            e.status.as_u16(),
+            Some(e.code),
+            std::time::Duration::ZERO,
+        );
         e.into_response()
     };
     let headers = request.headers();
@@ -192,7 +193,14 @@ mod tests {
             normalize_origin("HTTP://LocalHost:5173/").as_deref(),
             Some("http://localhost:5173")
         );
-        for bad in ["*", "null", "localhost:5173", "http://a/b", "ftp://a", "http://"] {
+        for bad in [
+            "*",
+            "null",
+            "localhost:5173",
+            "http://a/b",
+            "ftp://a",
+            "http://",
+        ] {
             assert_eq!(normalize_origin(bad), None, "{bad}");
         }
     }

@@ -446,12 +446,7 @@ fn with_headers(addr: SocketAddr, method: &str, path: &str, body: &str, headers:
 
 #[test]
 fn web_pages_cannot_drive_a_loopback_server() {
-    let server = Server::start(&[
-        "-m",
-        "echo-1",
-        "--allow-origin",
-        "http://localhost:5173",
-    ]);
+    let server = Server::start(&["-m", "echo-1", "--allow-origin", "http://localhost:5173"]);
     let a = server.addr;
     let port = a.port();
     let body = chat("echo-1", "x");
@@ -460,15 +455,29 @@ fn web_pages_cannot_drive_a_loopback_server() {
     let host = format!("Host: {a}\r\n");
 
     // A form or a no-cors fetch can only send these content types.
-    for ct in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
-        let r = with_headers(a, "POST", path, &body, &format!("{host}Content-Type: {ct}\r\n"));
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = with_headers(
+            a,
+            "POST",
+            path,
+            &body,
+            &format!("{host}Content-Type: {ct}\r\n"),
+        );
         assert_error(&r, 415, "unsupported_media_type");
     }
     let r = with_headers(a, "POST", path, &body, &host);
     assert_error(&r, 415, "unsupported_media_type");
 
     // A page elsewhere: its Origin is refused, whatever the request.
-    for (method, p, b) in [("POST", path, body.as_str()), ("GET", "/v1/models", ""), ("GET", "/health", "")] {
+    for (method, p, b) in [
+        ("POST", path, body.as_str()),
+        ("GET", "/v1/models", ""),
+        ("GET", "/health", ""),
+    ] {
         let r = with_headers(
             a,
             method,
@@ -480,14 +489,34 @@ fn web_pages_cannot_drive_a_loopback_server() {
         assert!(r.header("access-control-allow-origin").is_none(), "{r:?}");
     }
     // DNS rebinding: the page's own name in Host.
-    for bad in [format!("evil.example:{port}"), "evil.example".to_string(), format!("127.0.0.1.evil.example:{port}")] {
-        let r = with_headers(a, "POST", path, &body, &format!("Host: {bad}\r\n{json_type}"));
+    for bad in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("127.0.0.1.evil.example:{port}"),
+    ] {
+        let r = with_headers(
+            a,
+            "POST",
+            path,
+            &body,
+            &format!("Host: {bad}\r\n{json_type}"),
+        );
         assert_error(&r, 403, "host_not_allowed");
     }
 
     // Clients that are not browsers: no Origin, their own Host.
-    for good in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("LocalHost:{port}")] {
-        let r = with_headers(a, "POST", path, &body, &format!("Host: {good}\r\n{json_type}"));
+    for good in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+    ] {
+        let r = with_headers(
+            a,
+            "POST",
+            path,
+            &body,
+            &format!("Host: {good}\r\n{json_type}"),
+        );
         assert_eq!(r.status, 200, "{good}: {}", r.body);
     }
     let r = with_headers(
@@ -502,9 +531,18 @@ fn web_pages_cannot_drive_a_loopback_server() {
     // The origin allowed with --allow-origin: answered, with CORS headers,
     // and its preflight too.
     let allowed = "Origin: http://localhost:5173\r\n";
-    let r = with_headers(a, "POST", path, &body, &format!("{host}{json_type}{allowed}"));
+    let r = with_headers(
+        a,
+        "POST",
+        path,
+        &body,
+        &format!("{host}{json_type}{allowed}"),
+    );
     assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
     let r = with_headers(
         a,
         "OPTIONS",
@@ -513,9 +551,13 @@ fn web_pages_cannot_drive_a_loopback_server() {
         &format!("{host}{allowed}Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, authorization\r\n"),
     );
     assert_eq!(r.status, 204, "{r:?}");
-    assert_eq!(r.header("access-control-allow-origin"), Some("http://localhost:5173"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
     assert!(
-        r.header("access-control-allow-headers").is_some_and(|h| h.contains("content-type")),
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("content-type")),
         "{r:?}"
     );
 }

@@ -4,8 +4,8 @@ use anthropic_api::Anthropic;
 use clemhost_plugin_sdk::serde_json::{json, Value};
 use clemhost_plugin_sdk::{Backend, Ctx, GenerateRequest, Message, ModelConfig};
 use clemhost_remote_common::test_support::{
-    check_abi, check_faults, check_image_downloads, check_missing_key, check_wire, test_config, FakeServer, Reply,
-    WireCase,
+    check_abi, check_faults, check_image_downloads, check_missing_key, check_wire, test_config,
+    FakeServer, Reply, WireCase,
 };
 
 const SECRET: &str = "sk-ant-api03-do-not-print";

@@ -218,11 +218,7 @@ fn image_client() -> Result<reqwest::Client, BackendError> {
         } else if same_origin {
             attempt.follow()
         } else {
-            let to = attempt
-                .url()
-                .host_str()
-                .unwrap_or_default()
-                .to_string();
+            let to = attempt.url().host_str().unwrap_or_default().to_string();
             attempt.error(format!(
                 "it redirects to another host ({to}); image downloads follow redirects only on the image's own host"
             ))

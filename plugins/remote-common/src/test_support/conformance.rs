@@ -396,7 +396,9 @@ pub fn check_image_downloads<B: Backend>(
     }
     let api_seen = api.requests();
     assert!(
-        api_seen.iter().all(|r| r.header(key_header) == Some(secret)),
+        api_seen
+            .iter()
+            .all(|r| r.header(key_header) == Some(secret)),
         "the provider still gets the key"
     );
 }
