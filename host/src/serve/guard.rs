@@ -87,7 +87,7 @@ impl Guard {
         match headers.get(header::HOST).map(HeaderValue::to_str) {
             Some(Ok(h)) => {
                 let h = h.trim().to_ascii_lowercase();
-                hosts.iter().any(|ok| *ok == h)
+                hosts.contains(&h)
             }
             // HTTP/1.1 requires Host; browsers always send it.
             _ => false,
