@@ -147,13 +147,21 @@ fn take_buf(api: &PluginApi, buf: PluginBuf) -> Vec<u8> {
 /// An error from a plugin with credentials taken out (a server may echo
 /// the request's `authorization` header into the body a plugin quotes), so
 /// nothing the host prints or writes repeats them.
-fn decode_error(status: Status, bytes: &[u8]) -> BackendError {
+///
+/// `secrets` are the credential values the host passed to the model
+/// ([`crate::redact::secret_values`]): a key of no known shape echoed by a
+/// server (bare, or HTML-escaped around it) is masked by its value.
+fn decode_error(status: Status, bytes: &[u8], secrets: &[String]) -> BackendError {
     let mut e = decode_raw_error(status, bytes);
     if let std::borrow::Cow::Owned(m) = crate::redact::redact(&e.message) {
         e.message = m;
     }
+    if let std::borrow::Cow::Owned(m) = crate::redact::redact_values(&e.message, secrets) {
+        e.message = m;
+    }
     if let Some(d) = e.details.as_mut() {
         crate::redact::redact_json(d);
+        crate::redact::redact_values_json(d, secrets);
     }
     e
 }
@@ -249,11 +257,13 @@ impl Plugin {
         let status = (api.manifest)(&mut buf);
         let bytes = take_buf(api, buf);
         if status == STATUS_PANIC {
-            return Err(LoadError::Panicked(decode_error(status, &bytes).message));
+            return Err(LoadError::Panicked(
+                decode_error(status, &bytes, &[]).message,
+            ));
         }
         if status != STATUS_OK {
             return Err(LoadError::BadManifest(
-                decode_error(status, &bytes).to_string(),
+                decode_error(status, &bytes, &[]).to_string(),
             ));
         }
         let manifest: Manifest = serde_json::from_slice(&bytes)
@@ -294,8 +304,13 @@ impl Plugin {
         let mut buf = PluginBuf::EMPTY;
         let status = (self.inner.api.create_model)(Str::borrow(&json), &mut model, &mut buf);
         let bytes = take_buf(self.inner.api, buf);
+        let secrets = config
+            .credentials
+            .as_ref()
+            .map(crate::redact::secret_values)
+            .unwrap_or_default();
         if status != STATUS_OK {
-            return Err(decode_error(status, &bytes));
+            return Err(decode_error(status, &bytes, &secrets));
         }
         if model.is_null() {
             return Err(BackendError::internal(
@@ -306,6 +321,7 @@ impl Plugin {
             inner: Arc::new(HandleInner {
                 plugin: self.clone(),
                 ptr: model,
+                secrets,
             }),
         })
     }
@@ -314,6 +330,8 @@ impl Plugin {
 struct HandleInner {
     plugin: Plugin,
     ptr: *mut c_void,
+    /// The credential values to mask in this model's errors.
+    secrets: Vec<String>,
 }
 
 // SAFETY: the handle is an opaque pointer owned by the plugin; the SDK requires
@@ -368,7 +386,7 @@ impl ModelHandle {
         }
         let bytes = take_buf(api, buf);
         if status != STATUS_OK {
-            return Err(decode_error(status, &bytes));
+            return Err(decode_error(status, &bytes, &self.inner.secrets));
         }
         serde_json::from_slice(&bytes).map_err(|e| {
             BackendError::new(

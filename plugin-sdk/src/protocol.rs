@@ -96,7 +96,10 @@ impl Default for GenArgs {
 }
 
 /// Everything a plugin needs to open one model.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+///
+/// Its `Debug` shows the credentials' field names only, never their values
+/// (a `{config:?}` in a log line or a panic message must not print a key).
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ModelConfig {
     /// The unified registry entry, with every field as the user wrote it.
@@ -112,6 +115,22 @@ pub struct ModelConfig {
     /// the host cannot tell; older plugins ignore it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<u32>,
+}
+
+impl std::fmt::Debug for ModelConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let credentials = self.credentials.as_ref().map(|c| {
+            c.keys()
+                .map(|k| (k.as_str(), "<redacted>"))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        });
+        f.debug_struct("ModelConfig")
+            .field("spec", &self.spec)
+            .field("credentials", &credentials)
+            .field("gen_args", &self.gen_args)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 impl ModelConfig {
@@ -358,5 +377,29 @@ mod tests {
         let text = serde_json::to_string(&sent).expect("serialises");
         let received: GenArgs = serde_json::from_str(&text).expect("reads back");
         assert_eq!(received, sent, "{text}");
+    }
+
+    #[test]
+    fn debug_shows_credential_names_not_values() {
+        let mut credentials = Map::new();
+        credentials.insert(
+            "api_key".into(),
+            Value::String("sk-debug-secret-0123".into()),
+        );
+        credentials.insert(
+            "extra_headers".into(),
+            serde_json::json!({"X-Auth": "nested-secret-4567"}),
+        );
+        let config = ModelConfig {
+            credentials: Some(credentials),
+            ..ModelConfig::default()
+        };
+        let text = format!("{config:?} {config:#?}");
+        assert!(!text.contains("sk-debug-secret-0123"), "{text}");
+        assert!(!text.contains("nested-secret-4567"), "{text}");
+        assert!(
+            text.contains("api_key") && text.contains("extra_headers"),
+            "{text}"
+        );
     }
 }

@@ -310,6 +310,83 @@ pub fn redact_json(value: &mut serde_json::Value) {
     }
 }
 
+/// Credential values shorter than this are not masked by their value: a
+/// short value (`"x"`, `"test"`, `"none"`) would mask ordinary words of
+/// every message. Shorter keys are masked only by their shape.
+pub const MIN_SECRET_VALUE_LEN: usize = 8;
+
+/// Whether a key.json field says where requests go or which certificates
+/// they trust (an address or a path, shown in messages and not a secret).
+fn is_setting_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n.ends_with("url") || n == "api_base" || n == "ca_cert" || n == "insecure_skip_tls_verify"
+}
+
+/// The values of a key section to mask wherever they appear in text: every
+/// string in it, nested objects and lists included, except address and
+/// certificate settings (`base_url`, `*_url`, `api_base`, `ca_cert`) and
+/// strings shorter than [`MIN_SECRET_VALUE_LEN`]. Longest first, so that a
+/// value containing another is masked whole.
+pub fn secret_values(section: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => {
+                let s = s.trim();
+                if s.chars().count() >= MIN_SECRET_VALUE_LEN && !out.iter().any(|o| o == s) {
+                    out.push(s.to_string());
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|i| collect(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for (k, v) in section {
+        if !is_setting_field(k) {
+            collect(v, &mut out);
+        }
+    }
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out
+}
+
+/// Replaces every occurrence of each of `secrets` (from [`secret_values`])
+/// in `text` with [`MASK`]; borrowed when none occurs.
+pub fn redact_values<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
+    let mut out = Cow::Borrowed(text);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if out.contains(secret.as_str()) {
+            out = Cow::Owned(out.replace(secret.as_str(), MASK));
+        }
+    }
+    out
+}
+
+/// [`redact_values`] applied to every string and object key inside a JSON
+/// value, in place.
+pub fn redact_values_json(value: &mut serde_json::Value, secrets: &[String]) {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            if let Cow::Owned(r) = redact_values(s, secrets) {
+                *s = r;
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| redact_values_json(i, secrets)),
+        Value::Object(map) => {
+            let old = std::mem::take(map);
+            for (k, mut v) in old {
+                redact_values_json(&mut v, secrets);
+                map.insert(redact_values(&k, secrets).into_owned(), v);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// A URL as it may be shown: [`redact`] of it, owned.
 pub fn redact_url(url: &str) -> String {
     redact(url).into_owned()
@@ -449,5 +526,29 @@ mod tests {
     fn plain_text_is_borrowed() {
         assert!(matches!(redact("a plain error: 500"), Cow::Borrowed(_)));
         assert_eq!(redact("ключ: значение"), "ключ: значение");
+    }
+
+    #[test]
+    fn credential_values_are_masked_wherever_they_stand() {
+        let section = serde_json::json!({
+            "api_key": "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6",
+            "base_url": "http://127.0.0.1:9/v1",
+            "short": "test",
+            "extra_headers": {"X-Custom-Auth": "customsecretvalue123"},
+        });
+        let secrets = secret_values(section.as_object().unwrap());
+        assert_eq!(
+            secrets,
+            vec!["a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6", "customsecretvalue123"]
+        );
+        let text = "&quot;x-api-key&quot;: &quot;a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6&quot; at http://127.0.0.1:9/v1, test customsecretvalue123";
+        assert_eq!(
+            redact_values(text, &secrets),
+            "&quot;x-api-key&quot;: &quot;***&quot; at http://127.0.0.1:9/v1, test ***"
+        );
+        let mut v = serde_json::json!({"body": ["bad a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6"], "customsecretvalue123": 1});
+        redact_values_json(&mut v, &secrets);
+        assert_eq!(v, serde_json::json!({"body": ["bad ***"], "***": 1}));
+        assert!(matches!(redact_values("plain", &secrets), Cow::Borrowed(_)));
     }
 }

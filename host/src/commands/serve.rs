@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request's headers.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub header_timeout: f64,
+    /// Let web pages from ORIGIN (`scheme://host[:port]`, e.g.
+    /// http://localhost:5173) use the server (repeatable). Without it, any
+    /// request with an `Origin` header is refused: a page in your browser
+    /// must not spend your keys.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
 }
 
 fn seconds(flag: &str, v: f64) -> Result<Duration> {
@@ -112,6 +118,17 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig> {
             "--max-concurrent and --retries must be at least 1",
         ));
     }
+    for origin in &args.allow_origin {
+        if crate::serve::guard::normalize_origin(origin).is_none() {
+            return Err(Error::with_exit(
+                Exit::Usage,
+                format!(
+                    "--allow-origin {}: an origin is scheme://host[:port] as a browser sends it (e.g. http://localhost:5173), without a path or a wildcard",
+                    crate::error::escape_for_terminal(origin)
+                ),
+            ));
+        }
+    }
     if args.max_body_bytes == 0 {
         return Err(Error::with_exit(
             Exit::Usage,
@@ -138,6 +155,7 @@ pub fn config(args: &ServeArgs) -> Result<ServeConfig> {
         },
         grace: seconds("--grace", args.grace)?,
         header_timeout: seconds("--header-timeout", args.header_timeout)?,
+        allow_origins: args.allow_origin.clone(),
     })
 }
 

@@ -150,13 +150,38 @@ pub(super) fn has_api_key(section: &Map<String, Value>) -> bool {
         .is_some_and(|k| !k.trim().is_empty())
 }
 
-/// A field that says where requests go: an environment key must not follow
-/// it when a key file in the working directory set it.
+/// The fields that decide which certificates a connection trusts (read by
+/// the remote plugins from the key section or the entry's `model_config`):
+/// a network attacker who holds such a certificate reads the key, as a
+/// server at an address of his choosing would.
+pub const TRUST_FIELDS: [&str; 2] = ["insecure_skip_tls_verify", "ca_cert"];
+
+/// Whether `field` is a [`TRUST_FIELDS`] entry set to something that
+/// changes the checks (`false` and `null` do not).
+fn loosens_trust(field: &str, value: &Value) -> bool {
+    TRUST_FIELDS.contains(&field) && !matches!(value, Value::Null | Value::Bool(false))
+}
+
+/// A field that says where requests go, or which certificates they trust:
+/// an environment key must not follow it when a key file in the working
+/// directory set it.
 fn address_field(section: &Map<String, Value>) -> Option<&str> {
     section
-        .keys()
-        .map(String::as_str)
-        .find(|k| *k == "base_url" || k.ends_with("_url") || *k == "api_base")
+        .iter()
+        .find(|(k, v)| {
+            *k == "base_url" || k.ends_with("_url") || *k == "api_base" || loosens_trust(k, v)
+        })
+        .map(|(k, _)| k.as_str())
+}
+
+/// A trust field set in the entry's `model_config` (registries are files of
+/// others: an environment key must not go over a connection they loosened).
+fn entry_trust_field(spec: &Map<String, Value>) -> Option<&str> {
+    spec.get("model_config")
+        .and_then(Value::as_object)?
+        .iter()
+        .find(|(k, v)| loosens_trust(k, v))
+        .map(|(k, _)| k.as_str())
 }
 
 impl KeyStore {
@@ -308,7 +333,28 @@ impl KeyStore {
         let Some(need) = KeyNeed::of(caps, spec)? else {
             return Ok(None);
         };
-        match self.find(&need) {
+        let mut found = self.find(&need);
+        if let Some(f) = found.as_mut() {
+            let var = match &f.source {
+                CredentialSource::Env(var) | CredentialSource::FileAndEnv(_, var) => {
+                    Some(var.clone())
+                }
+                CredentialSource::File(_) => None,
+            };
+            if let (Some(var), Some(field)) = (var, entry_trust_field(spec)) {
+                f.credentials.remove("api_key");
+                f.withheld = Some(KeyError::EnvKeyWithheldByEntry {
+                    model: spec
+                        .get("model_name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                    field: field.to_string(),
+                    var,
+                });
+            }
+        }
+        match found {
             Some(Found {
                 withheld: Some(e), ..
             }) if need.required => Err(e),

@@ -55,6 +55,37 @@ pub struct MaskedSection {
     pub source: CredentialSource,
 }
 
+/// Fields of a key section that are shown in clear (besides URL fields,
+/// `*url` and `api_base`, whose credentials are redacted): settings that
+/// name an account, a version or a file, never a secret.
+const READABLE_FIELDS: &[&str] = &[
+    "organization",
+    "organisation",
+    "project",
+    "api_version",
+    "ca_cert",
+    "insecure_skip_tls_verify",
+];
+
+/// Whether a field's string values are shown in clear.
+pub fn is_readable_field(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    !is_secret_field(&n)
+        && (n.ends_with("url") || n == "api_base" || READABLE_FIELDS.contains(&n.as_str()))
+}
+
+/// A value of a field not known to be harmless (`session`, `extra_headers`,
+/// ...): its shape, with every string masked as a key is. Numbers, booleans
+/// and `null` stay (a port, a flag).
+fn hidden(value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(mask(&s)),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, hidden(v))).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(hidden).collect()),
+        other => other,
+    }
+}
+
 fn shown(field: &str, value: Value) -> Value {
     if is_secret_field(field) {
         return Value::String(match &value {
@@ -63,6 +94,9 @@ fn shown(field: &str, value: Value) -> Value {
             _ if field == "api_key" => "[MISSING]".into(),
             _ => "[HIDDEN]".into(),
         });
+    }
+    if !is_readable_field(field) {
+        return hidden(value);
     }
     match value {
         // Something that is no URL in a URL field may be a key pasted there.
@@ -74,17 +108,9 @@ fn shown(field: &str, value: Value) -> Value {
         }
         // `http://user:PASSWORD@host` and `?key=...` never show in clear.
         Value::String(s) => Value::String(clemhost_plugin_sdk::redact::redact_url(&s)),
-        // Secrets nested in objects and lists are masked the same way
-        // (found by fuzz/fuzz_targets/keys.rs).
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let v = shown(&k, v);
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| shown(field, v)).collect()),
+        // An object or a list under a readable name is not a setting clemhost
+        // knows: shown by its shape (found by fuzz/fuzz_targets/keys.rs).
+        v @ (Value::Object(_) | Value::Array(_)) => hidden(v),
         other => other,
     }
 }
@@ -233,6 +259,42 @@ mod tests {
             listed.contains("8080"),
             "what is not secret stays: {listed}"
         );
+    }
+
+    #[test]
+    fn unknown_and_nested_fields_show_only_their_shape() {
+        let store = KeyStore::from_sections(
+            Some(PathBuf::from("key.json")),
+            json!({"openai_compatible": {
+                "api_key": "sk-x",
+                "base_url": "http://h/v1",
+                "organization": "org-team",
+                "extra_headers": {"X-Custom-Auth": "customsecretvalue123"},
+                "session": "sessionsecret4567890",
+                "mirror_url": ["http://a/v1"],
+                "retries": 3
+            }})
+            .as_object()
+            .cloned()
+            .expect("object"),
+        );
+        let listed = store.masked(&[]);
+        let text = format!("{listed:?}");
+        for secret in [
+            "customsecretvalue123",
+            "sessionsecret4567890",
+            "secretvalue",
+            "onsecret45",
+        ] {
+            assert!(!text.contains(secret), "{secret}: {text}");
+        }
+        let f = &listed[0].fields;
+        assert_eq!(f["extra_headers"], json!({"X-Custom-Auth": "cust...e123"}));
+        assert_eq!(f["session"], json!("sess...7890"));
+        assert_eq!(f["base_url"], json!("http://h/v1"));
+        assert_eq!(f["organization"], json!("org-team"));
+        assert_eq!(f["mirror_url"], json!(["****"]), "a list is no URL setting");
+        assert_eq!(f["retries"], json!(3));
     }
 
     #[test]

@@ -101,13 +101,24 @@ pub enum KeyError {
     Missing(String),
     /// An environment key was not sent to an address that a key file in the
     /// working directory chose.
-    #[error("{file}: section \"{section}\" sets \"{field}\" but no api_key, and this key file is in the working directory, so clemhost does not send ${var} to the address it names (a key file in a cloned repository could send your key anywhere). Put the api_key into that section, or set \"{field}\" in ~/.clemcore/key.json instead")]
+    #[error("{file}: section \"{section}\" sets \"{field}\" but no api_key, and this key file is in the working directory, so clemhost does not send ${var} to the address or over the certificate checks it sets (a key file in a cloned repository could send your key anywhere). Put the api_key into that section, or set \"{field}\" in ~/.clemcore/key.json instead")]
     EnvKeyWithheld {
         /// The key file.
         file: PathBuf,
         /// The section.
         section: String,
         /// The address field (`base_url`).
+        field: String,
+        /// The variable that was not used.
+        var: String,
+    },
+    /// An environment key was not sent over a connection whose certificate
+    /// checks a registry entry's `model_config` changed.
+    #[error("model '{model}': its registry entry sets \"{field}\" in model_config, so clemhost does not send ${var} over that connection (a registry from a cloned repository could turn certificate checks off, or trust its own certificate, and read your key). Set \"{field}\" in the key section of ~/.clemcore/key.json instead, or write the api_key into the key file you want used with it")]
+    EnvKeyWithheldByEntry {
+        /// The entry's `model_name`.
+        model: String,
+        /// The trust field (`insecure_skip_tls_verify`, `ca_cert`).
         field: String,
         /// The variable that was not used.
         var: String,

@@ -142,6 +142,41 @@ impl ApiError {
         )
     }
 
+    /// 415: a POST body that is not declared `application/json`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "unsupported_media_type",
+            "the request body must be sent with `Content-Type: application/json`".into(),
+        )
+    }
+
+    /// 403: a request from a web page whose origin `--allow-origin` does not name.
+    pub fn origin_not_allowed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "origin_not_allowed",
+            "requests from web pages are refused (the request has an `Origin` header); \
+             to let a page of yours use this server, start it with --allow-origin ORIGIN \
+             (e.g. --allow-origin http://localhost:5173)"
+                .into(),
+        )
+    }
+
+    /// 403: a `Host` header that is not one of the server's own names.
+    pub fn host_not_allowed() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "host_not_allowed",
+            "the `Host` header is not this server's address; on loopback the server answers \
+             only to localhost, 127.0.0.1 and [::1] with its port"
+                .into(),
+        )
+    }
+
     /// 400: the body could not be read (the client broke off while sending).
     pub fn unreadable_body(e: &dyn std::fmt::Display) -> Self {
         Self::new(

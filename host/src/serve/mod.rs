@@ -11,6 +11,8 @@
 //! - [`routes`] with [`openai`] (the wire format and the `clemhost`
 //!   extension object), [`errors`] (OpenAI's error shape), [`auth`] (the
 //!   bearer key, compared in constant time), [`metrics`] (Prometheus text).
+//! - [`guard`]: the `Host`, `Origin` and `Content-Type` checks that keep
+//!   web pages away from a server on loopback.
 //! - [`shutdown`]: SIGINT/SIGTERM, then a graceful drain.
 //!
 //! Plugins stay blocking C-ABI calls: each runs on tokio's blocking pool,
@@ -22,6 +24,7 @@
 pub mod auth;
 pub mod errors;
 pub mod gate;
+pub mod guard;
 pub mod metrics;
 pub mod models;
 pub mod openai;
@@ -62,6 +65,8 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// `--header-timeout`: how long a client may take to send its headers.
     pub header_timeout: Duration,
+    /// `--allow-origin`: web pages that may use the server (checked origins).
+    pub allow_origins: Vec<String>,
 }
 
 /// What every request handler shares.
@@ -69,6 +74,8 @@ pub struct AppState {
     table: ModelTable,
     metrics: metrics::Metrics,
     api_key: Option<auth::ApiKey>,
+    /// The Host, Origin and Content-Type checks.
+    guard: guard::Guard,
     max_body: usize,
     limits: Limits,
     call: CallOptions,
@@ -144,6 +151,7 @@ async fn serve(global: &GlobalArgs, config: ServeConfig, table: ModelTable) -> R
         table,
         metrics: metrics::Metrics::default(),
         api_key: config.api_key.clone(),
+        guard: guard::Guard::new(addr, config.api_key.is_some(), &config.allow_origins),
         max_body: config.max_body,
         limits: config.limits.clone(),
         call: config.call.clone(),

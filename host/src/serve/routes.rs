@@ -37,6 +37,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(unknown_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.max_body))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            super::guard::check,
+        ))
         .with_state(state)
 }
 

@@ -514,3 +514,107 @@ fn credentials_in_urls_and_echoed_headers_are_redacted_everywhere() {
     );
     assert_no_secret(&out, "sk-proj-PASTED-KEY-999");
 }
+
+/// Certificate settings decide where a key can end up as much as an
+/// address does: a network attacker with the certificate of `ca_cert`, or
+/// any certificate at all without checks, reads the key.
+#[test]
+fn a_working_directory_cannot_loosen_tls_for_an_environment_key() {
+    let env = TestEnv::new();
+    let secret = "sk-env-SECRET-must-stay-home-0123";
+    env.write(
+        "evil-ca.pem",
+        "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n",
+    );
+    let run_with_env_key = || {
+        env.cmd()
+            .args(["run", "-g", "hellogame", "-m", "o", "-e", "greet_en"])
+            .env("OPENAI_API_KEY", secret)
+            .output()
+            .expect("clemhost runs")
+    };
+    let plain = r#"[{"model_name": "o", "backend": "openai", "model_id": "gpt-4o"}]"#;
+    for (key_json, registry, field) in [
+        (
+            r#"{"openai": {"insecure_skip_tls_verify": true}}"#,
+            plain,
+            "insecure_skip_tls_verify",
+        ),
+        (
+            r#"{"openai": {"ca_cert": "evil-ca.pem"}}"#,
+            plain,
+            "ca_cert",
+        ),
+        (
+            "",
+            r#"[{"model_name": "o", "backend": "openai", "model_id": "gpt-4o", "model_config": {"insecure_skip_tls_verify": true}}]"#,
+            "insecure_skip_tls_verify",
+        ),
+        (
+            "",
+            r#"[{"model_name": "o", "backend": "openai", "model_id": "gpt-4o", "model_config": {"ca_cert": "evil-ca.pem"}}]"#,
+            "ca_cert",
+        ),
+    ] {
+        let _ = std::fs::remove_file(env.path().join("key.json"));
+        if !key_json.is_empty() {
+            env.write("key.json", key_json);
+        }
+        env.write("model_registry.json", registry);
+        let out = run_with_env_key();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{key_json} {registry}: {err}");
+        assert!(
+            err.contains("does not send $OPENAI_API_KEY"),
+            "{key_json} {registry}: {err}"
+        );
+        assert!(err.contains(field), "{err}");
+        assert!(!err.contains(secret), "{err}");
+    }
+}
+
+#[test]
+fn keys_of_no_known_shape_echoed_by_a_server_are_masked_by_their_value() {
+    let env = TestEnv::new();
+    let key = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6";
+    let echo = FakeServer::start(400, move |r| {
+        let sent = r
+            .header("authorization")
+            .unwrap_or("")
+            .replace("Bearer ", "");
+        format!(
+            "{{\"error\": \"bad key {sent}\", \"html\": \"&quot;x-api-key&quot;: &quot;{sent}&quot;\"}}"
+        )
+    });
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"openai_compatible": {{"api_key": "{key}", "base_url": "{}/v1"}}}}"#,
+            echo.base_url
+        ),
+    );
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "n", "backend": "openai_compatible", "model_id": "m"}]"#,
+    );
+    let out = env.run(&[
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "n",
+        "-e",
+        "greet_en",
+        "--retries",
+        "1",
+    ]);
+    assert!(!echo.requests().is_empty(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad key ***"), "{}", stderr(&out));
+    assert_no_secret(&out, key);
+    let results = env.path().join("results");
+    assert!(results.exists(), "{}", stderr(&out));
+    assert_eq!(
+        files_containing(&results, key),
+        Vec::<std::path::PathBuf>::new()
+    );
+}

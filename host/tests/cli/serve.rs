@@ -435,6 +435,133 @@ fn bad_requests_get_openai_errors_that_name_the_fix() {
     assert_eq!(post(a, &chat("echo-1", "x")).status, 200);
 }
 
+/// A request with its own header lines (no Content-Type unless given).
+fn with_headers(addr: SocketAddr, method: &str, path: &str, body: &str, headers: &str) -> Reply {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    raw(addr, req.as_bytes()).expect("the server answers")
+}
+
+#[test]
+fn web_pages_cannot_drive_a_loopback_server() {
+    let server = Server::start(&["-m", "echo-1", "--allow-origin", "http://localhost:5173"]);
+    let a = server.addr;
+    let port = a.port();
+    let body = chat("echo-1", "x");
+    let path = "/v1/chat/completions";
+    let json_type = "Content-Type: application/json\r\n";
+    let host = format!("Host: {a}\r\n");
+
+    // A form or a no-cors fetch can only send these content types.
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+    ] {
+        let r = with_headers(
+            a,
+            "POST",
+            path,
+            &body,
+            &format!("{host}Content-Type: {ct}\r\n"),
+        );
+        assert_error(&r, 415, "unsupported_media_type");
+    }
+    let r = with_headers(a, "POST", path, &body, &host);
+    assert_error(&r, 415, "unsupported_media_type");
+
+    // A page elsewhere: its Origin is refused, whatever the request.
+    for (method, p, b) in [
+        ("POST", path, body.as_str()),
+        ("GET", "/v1/models", ""),
+        ("GET", "/health", ""),
+    ] {
+        let r = with_headers(
+            a,
+            method,
+            p,
+            b,
+            &format!("{host}{json_type}Origin: https://evil.example\r\n"),
+        );
+        assert_error(&r, 403, "origin_not_allowed");
+        assert!(r.header("access-control-allow-origin").is_none(), "{r:?}");
+    }
+    // DNS rebinding: the page's own name in Host.
+    for bad in [
+        format!("evil.example:{port}"),
+        "evil.example".to_string(),
+        format!("127.0.0.1.evil.example:{port}"),
+    ] {
+        let r = with_headers(
+            a,
+            "POST",
+            path,
+            &body,
+            &format!("Host: {bad}\r\n{json_type}"),
+        );
+        assert_error(&r, 403, "host_not_allowed");
+    }
+
+    // Clients that are not browsers: no Origin, their own Host.
+    for good in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        format!("LocalHost:{port}"),
+    ] {
+        let r = with_headers(
+            a,
+            "POST",
+            path,
+            &body,
+            &format!("Host: {good}\r\n{json_type}"),
+        );
+        assert_eq!(r.status, 200, "{good}: {}", r.body);
+    }
+    let r = with_headers(
+        a,
+        "POST",
+        path,
+        &body,
+        &format!("{host}Content-Type: application/json; charset=utf-8\r\n"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // The origin allowed with --allow-origin: answered, with CORS headers,
+    // and its preflight too.
+    let allowed = "Origin: http://localhost:5173\r\n";
+    let r = with_headers(
+        a,
+        "POST",
+        path,
+        &body,
+        &format!("{host}{json_type}{allowed}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+    let r = with_headers(
+        a,
+        "OPTIONS",
+        path,
+        "",
+        &format!("{host}{allowed}Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type, authorization\r\n"),
+    );
+    assert_eq!(r.status, 204, "{r:?}");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://localhost:5173")
+    );
+    assert!(
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("content-type")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn a_client_trickling_its_headers_is_cut_off_while_others_are_served() {
     let server = Server::start(&["-m", "echo-1", "--header-timeout", "1"]);

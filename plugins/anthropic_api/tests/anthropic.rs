@@ -4,8 +4,8 @@ use anthropic_api::Anthropic;
 use clemhost_plugin_sdk::serde_json::{json, Value};
 use clemhost_plugin_sdk::{Backend, Ctx, GenerateRequest, Message, ModelConfig};
 use clemhost_remote_common::test_support::{
-    check_abi, check_faults, check_missing_key, check_wire, test_config, FakeServer, Reply,
-    WireCase,
+    check_abi, check_faults, check_image_downloads, check_missing_key, check_wire, test_config,
+    FakeServer, Reply, WireCase,
 };
 
 const SECRET: &str = "sk-ant-api03-do-not-print";
@@ -146,5 +146,15 @@ fn images_are_sent_inline() {
     assert_eq!(
         server.requests()[0].json()["messages"][0]["content"][1],
         json!({ "type": "image", "source": { "type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo=" } })
+    );
+}
+
+#[test]
+fn image_urls_are_downloaded_without_the_key() {
+    check_image_downloads::<Anthropic>(
+        &config_with,
+        message(json!([{ "type": "text", "text": "a dot" }])),
+        "x-api-key",
+        SECRET,
     );
 }

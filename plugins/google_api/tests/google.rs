@@ -3,8 +3,8 @@
 use clemhost_plugin_sdk::serde_json::{json, Value};
 use clemhost_plugin_sdk::{Backend, Ctx, GenerateRequest, Message, ModelConfig};
 use clemhost_remote_common::test_support::{
-    check_abi, check_faults, check_missing_key, check_wire, test_config, FakeServer, Reply,
-    WireCase,
+    check_abi, check_faults, check_image_downloads, check_missing_key, check_wire, test_config,
+    FakeServer, Reply, WireCase,
 };
 use google_api::Google;
 
@@ -120,5 +120,15 @@ fn thinking_mode_adds_a_budget_and_skips_thoughts() {
     assert_eq!(
         server.requests()[0].json()["generationConfig"],
         json!({ "temperature": 0.0, "maxOutputTokens": 4396, "thinkingConfig": { "thinkingBudget": 4096 } })
+    );
+}
+
+#[test]
+fn image_urls_are_downloaded_without_the_key() {
+    check_image_downloads::<Google>(
+        &config_with,
+        response(json!([{ "text": "a dot" }])),
+        "x-goog-api-key",
+        SECRET,
     );
 }

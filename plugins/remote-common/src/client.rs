@@ -186,10 +186,50 @@ pub struct JsonAnswer {
     pub raw: Vec<u8>,
 }
 
+/// How many redirects an image download follows (each on the image's own host).
+pub const IMAGE_REDIRECTS: usize = 3;
+
 /// An HTTP client bound to one endpoint (pools its connections).
 pub struct HttpClient {
     client: reqwest::Client,
+    /// For image URLs from messages: no credential headers, no cookies, the
+    /// default TLS checks, redirects only on the same host (see [`image_client`]).
+    images: reqwest::Client,
     endpoint: Endpoint,
+}
+
+/// The client that downloads image URLs. It never carries the endpoint's
+/// headers: an image URL comes from an instances file or a `serve` client,
+/// and the key must not go where they point. It follows at most
+/// [`IMAGE_REDIRECTS`] redirects, each to the scheme, host and port of the
+/// URL asked for, so a redirect cannot send it elsewhere either; the
+/// endpoint's TLS options (`insecure_skip_tls_verify`, `ca_cert`) are for
+/// the endpoint and are not used here.
+fn image_client() -> Result<reqwest::Client, BackendError> {
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        let same_origin = first.as_ref().is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > IMAGE_REDIRECTS {
+            attempt.error(format!("more than {IMAGE_REDIRECTS} redirects"))
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            let to = attempt.url().host_str().unwrap_or_default().to_string();
+            attempt.error(format!(
+                "it redirects to another host ({to}); image downloads follow redirects only on the image's own host"
+            ))
+        }
+    });
+    reqwest::Client::builder()
+        .redirect(policy)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .user_agent(concat!("clemhost/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| BackendError::internal(format!("could not build the image client: {e}")))
 }
 
 impl HttpClient {
@@ -242,7 +282,11 @@ impl HttpClient {
                 endpoint.provider
             ))
         })?;
-        Ok(HttpClient { client, endpoint })
+        Ok(HttpClient {
+            client,
+            images: image_client()?,
+            endpoint,
+        })
     }
 
     /// The endpoint this client talks to.
@@ -298,16 +342,24 @@ impl HttpClient {
         with_ctx(ctx, provider, exchange).await
     }
 
-    /// GETs a URL (e.g. an image to inline) and returns the bytes and content type.
+    /// GETs an image URL (to inline it) and returns the bytes and content
+    /// type, with the image client: no key, no cookies, redirects only on
+    /// the URL's own host.
     pub async fn get_bytes(
         &self,
         url: &str,
         ctx: &Ctx<'_>,
     ) -> Result<(Vec<u8>, Option<String>), BackendError> {
-        let request = self.client.get(url);
+        let mut request = self.images.get(url);
+        if ctx.deadline().is_none() {
+            request = request.timeout(DEFAULT_CALL_TIMEOUT);
+        }
         let fetch = async {
             let response = request.send().await.map_err(|e| {
-                BackendError::invalid_request(format!("cannot download image {url}: {e}"))
+                BackendError::invalid_request(format!(
+                    "cannot download image {url}: {}",
+                    crate::error::source_chain(&e)
+                ))
             })?;
             let status = response.status();
             if !status.is_success() {

@@ -148,7 +148,7 @@ pub fn transport_error(provider: &str, err: &reqwest::Error) -> BackendError {
 }
 
 /// The messages of an error and its sources, joined, without the URL.
-fn source_chain(err: &reqwest::Error) -> String {
+pub fn source_chain(err: &reqwest::Error) -> String {
     let mut parts = vec![display_without_url(err)];
     let mut source = std::error::Error::source(err);
     while let Some(s) = source {

@@ -327,3 +327,78 @@ pub fn check_missing_key<B: Backend>(config_without_key: ModelConfig, key_name: 
         "the message names the field: {err}"
     );
 }
+
+/// Checks how a plugin that inlines images (Anthropic, Google) downloads an
+/// image URL: the image server sees no key (no header carries `secret`, no
+/// `key_header`, no cookie), a redirect on the same host is followed, and a
+/// redirect to another host is not (that host gets no request).
+///
+/// `config_for(base, model_config)` opens a multimodal model against `base`;
+/// `answer` is a successful answer of the provider.
+pub fn check_image_downloads<B: Backend>(
+    config_for: &dyn Fn(&str, Option<Value>) -> ModelConfig,
+    answer: Value,
+    key_header: &str,
+    secret: &str,
+) {
+    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR";
+    let api = FakeServer::always(Reply::json(answer));
+    let elsewhere = FakeServer::always(Reply::Http {
+        status: 200,
+        headers: Vec::new(),
+        body: PNG.to_vec(),
+    });
+    // `localhost` is another host than `127.0.0.1` to a redirect policy.
+    let elsewhere_url = elsewhere.base_url().replace("127.0.0.1", "localhost") + "/cat.png";
+    let images = FakeServer::start(move |request| match request.path.as_str() {
+        "/moved.png" => Reply::status(302, "").with_header("location", "/cat.png"),
+        "/away.png" => Reply::status(302, "").with_header("location", &elsewhere_url),
+        _ => Reply::Http {
+            status: 200,
+            headers: Vec::new(),
+            body: PNG.to_vec(),
+        },
+    });
+    let multimodal = serde_json::json!({ "multimodality": { "single_image": true } });
+    let model = B::create(config_for(&api.base_url(), Some(multimodal))).expect("the model opens");
+    let ask = |url: String| {
+        let mut message = clemhost_plugin_sdk::Message::new("user", "What is this?");
+        message.extra.insert("image".into(), Value::String(url));
+        let request = GenerateRequest {
+            messages: vec![message],
+            ..GenerateRequest::default()
+        };
+        model.generate(request, &Ctx::detached())
+    };
+    ask(format!("{}/cat.png", images.base_url())).expect("a plain image URL works");
+    ask(format!("{}/moved.png", images.base_url())).expect("a redirect on the same host works");
+    let err = ask(format!("{}/away.png", images.base_url()))
+        .expect_err("a redirect to another host is not followed");
+    assert_eq!(err.kind, ErrorKind::InvalidRequest, "{err}");
+    assert!(err.message.contains("another host"), "{err}");
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the other host of a redirect got a request"
+    );
+    let seen = images.requests();
+    assert_eq!(seen.len(), 4, "cat, moved, cat again, away: {seen:?}");
+    for request in &seen {
+        for (name, value) in &request.headers {
+            assert!(
+                !value.contains(secret),
+                "the image server got the key in `{name}`"
+            );
+            assert!(
+                !name.eq_ignore_ascii_case(key_header) && !name.eq_ignore_ascii_case("cookie"),
+                "the image server got a `{name}` header"
+            );
+        }
+    }
+    let api_seen = api.requests();
+    assert!(
+        api_seen
+            .iter()
+            .all(|r| r.header(key_header) == Some(secret)),
+        "the provider still gets the key"
+    );
+}

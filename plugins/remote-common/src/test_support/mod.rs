@@ -19,8 +19,8 @@ pub mod logs;
 pub mod server;
 
 pub use conformance::{
-    check_abi, check_faults, check_generation, check_missing_key, check_wire, error_against,
-    WireCase,
+    check_abi, check_faults, check_generation, check_image_downloads, check_missing_key,
+    check_wire, error_against, WireCase,
 };
 pub use fixtures::{plugin_library, test_config, user_request};
 pub use logs::capture_logs;
