@@ -63,15 +63,9 @@ pub struct ServeArgs {
     pub allow_origin: Vec<String>,
 }
 
+/// A duration option, with `run --timeout`'s bounds (0.001 s to 7 days).
 fn seconds(flag: &str, v: f64) -> Result<Duration> {
-    if v.is_finite() && v > 0.0 {
-        Ok(Duration::from_secs_f64(v))
-    } else {
-        Err(Error::with_exit(
-            Exit::Usage,
-            format!("{flag} {v} must be a positive number of seconds"),
-        ))
-    }
+    crate::runner::limits::duration_flag(flag, v).map_err(|m| Error::with_exit(Exit::Usage, m))
 }
 
 fn parse_host(host: &str) -> Result<IpAddr> {

@@ -17,12 +17,29 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
 /// `--timeout SECS` as a duration, or why it is out of bounds.
 pub fn timeout_from_secs(secs: f64) -> Result<Duration, String> {
+    duration_flag("--timeout", secs)
+}
+
+/// A duration option (`flag SECS`: `--timeout`, `--grace`, ...) as a
+/// duration, or why it is out of bounds: every one takes 0.001 s to 7 days,
+/// so none can overflow a conversion or an instant plus it.
+pub fn duration_flag(flag: &str, secs: f64) -> Result<Duration, String> {
     if !(secs.is_finite() && (MIN_TIMEOUT_SECS..=MAX_TIMEOUT_SECS).contains(&secs)) {
         return Err(format!(
-            "--timeout {secs} is out of bounds; use a number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} (7 days)"
+            "{flag} {} is out of bounds; use a number of seconds from {MIN_TIMEOUT_SECS} to {MAX_TIMEOUT_SECS} (7 days)",
+            short_number(secs)
         ));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// A number as a person would write it back: `1e-320`, not 320 digits.
+pub fn short_number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() || (1e-4..1e16).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }
 
 /// How often waiting threads look at the stop flag.
@@ -232,6 +249,11 @@ mod tests {
             assert!(e.contains("--timeout") && e.contains("7 days"), "{e}");
         }
         assert_eq!(timeout_from_secs(2.5), Ok(Duration::from_millis(2500)));
+        let e = duration_flag("--grace", 1e-320).expect_err("too short");
+        assert!(e.starts_with("--grace 1e-320 is out of bounds"), "{e}");
+        assert_eq!(short_number(1e30), "1e30");
+        assert_eq!(short_number(604800.0), "604800");
+        assert_eq!(short_number(0.001), "0.001");
     }
 
     #[test]

@@ -235,7 +235,13 @@ async fn answer(
     let max_tokens = gen_args.max_tokens;
     let cancel = Arc::new(AtomicU8::new(0));
     let _cancel_when_dropped = CancelOnDrop(cancel.clone());
-    let deadline = tokio::time::Instant::from_std(tally.started) + state.call.timeout;
+    // --timeout is at most 7 days; checked all the same, so no timeout can
+    // make the deadline panic.
+    let deadline = tally
+        .started
+        .checked_add(state.call.timeout)
+        .map(tokio::time::Instant::from_std)
+        .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(7 * 24 * 3600));
     let answered = model
         .answer(
             request.messages,

@@ -1156,3 +1156,33 @@ fn smollm2_answers_eight_concurrent_requests_as_it_answers_them_one_by_one() {
     assert_eq!(single, together);
     assert!(single.iter().any(|s| !s.is_empty()), "{single:?}");
 }
+
+/// Duration flags far out of range were a panic (exit 101: "cannot convert
+/// float seconds to Duration"), and `--timeout 1e19` started a server whose
+/// every request panicked on the deadline. They share `run --timeout`'s
+/// bounds (0.001 s to 7 days) and its message, with the value in short form.
+#[test]
+fn serve_duration_flags_out_of_bounds_are_usage_errors_not_panics() {
+    let env = TestEnv::new();
+    for flag in ["--timeout", "--grace", "--header-timeout"] {
+        for value in ["1e30", "1e19", "1e300", "1e-320", "0", "inf"] {
+            let out = env.run(&["serve", "--port", "0", flag, value]);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+            assert!(
+                err.contains(flag) && err.contains("7 days") && !err.contains("panicked"),
+                "{flag} {value}: {err}"
+            );
+            assert!(err.len() < 300, "{flag} {value}: {err}");
+        }
+    }
+}
+
+/// The longest `--timeout` allowed still answers a request: the deadline is
+/// computed without overflow.
+#[test]
+fn a_server_with_the_longest_timeout_answers() {
+    let server = Server::start(&["-m", "echo-1", "--timeout", "604800", "--grace", "604800"]);
+    let r = post(server.addr, &chat("echo-1", "hi"));
+    assert_eq!(r.status, 200, "{}", r.body);
+}
