@@ -113,6 +113,19 @@ pub fn escape_for_terminal(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// [`escape_for_terminal`] for text from outside quoted inside one log or
+/// error line (a server's error body, an episode's error): line breaks are
+/// escaped as well (`\u{a}`, `\u{d}`), so the text cannot end the line
+/// and start one that looks like clemhost's own. Multi-line messages that
+/// clemhost writes itself keep using [`escape_for_terminal`].
+pub fn escape_for_one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.contains(['\n', '\r']) {
+        return escape_for_terminal(text);
+    }
+    let escaped = escape_for_terminal(text);
+    std::borrow::Cow::Owned(escaped.replace('\n', "\\u{a}"))
+}
+
 /// `eprintln!` for messages that carry text from outside (paths of a
 /// results tree, names, server answers): the line goes through
 /// [`escape_for_terminal`].
@@ -136,6 +149,15 @@ pub fn json_error(path: &std::path::Path, e: &serde_json::Error, what: &str) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_text_cannot_start_a_line() {
+        assert_eq!(
+            escape_for_one_line("a\n2026 INFO ok\r\n\u{1b}[2J"),
+            "a\\u{a}2026 INFO ok\\u{d}\\u{a}\\u{1b}[2J"
+        );
+        assert_eq!(escape_for_terminal("two\nlines"), "two\nlines");
+    }
 
     #[derive(Debug, thiserror::Error)]
     #[error("registry.json: cannot read it: {0}")]

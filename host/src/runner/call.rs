@@ -339,7 +339,7 @@ impl PluginModel {
                         "attempt {attempt} of {} failed ({}); trying again in {:.1} s",
                         self.calls.retry.tries,
                         // The message quotes the server: no `\r` or bidi control reaches the log.
-                        crate::error::escape_for_terminal(&e.to_string()),
+                        crate::error::escape_for_one_line(&e.to_string()),
                         delay.as_secs_f64()
                     );
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);

@@ -600,7 +600,7 @@ fn play_episode(
                 job.experiment.name,
                 job.game_id,
                 // A backend's error quotes the server's body.
-                crate::error::escape_for_terminal(&e.to_string())
+                crate::error::escape_for_one_line(&e.to_string())
             );
             let error = ErrorRecord {
                 timestamp: Timestamp::now().iso(),

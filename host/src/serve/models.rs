@@ -420,7 +420,7 @@ impl ServedModel {
                         model = %self.name,
                         "attempt {attempt} of {} failed ({}); trying again in {:.1} s",
                         options.retry.tries,
-                        crate::error::escape_for_terminal(&e.to_string()),
+                        crate::error::escape_for_one_line(&e.to_string()),
                         delay.as_secs_f64()
                     );
                     tokio::select! {

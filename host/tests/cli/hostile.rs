@@ -682,6 +682,48 @@ fn server_error_text_in_log_lines_is_escaped() {
     );
 }
 
+/// A line break in a server's error body would start a line of its own in
+/// the log, one that looks like clemhost's ("... INFO all good"). Inside a
+/// log line it is written `\n`.
+#[test]
+fn server_text_cannot_forge_log_lines() {
+    let server = crate::util::FakeServer::start(503, |_| {
+        "down\n2026-12-03T00:00:00Z  INFO all good\r\nmore".to_string()
+    });
+    let env = TestEnv::new();
+    env.write(
+        "key.json",
+        &format!(
+            r#"{{"node": {{"api_key": "k", "base_url": "{}/v1"}}}}"#,
+            server.base_url
+        ),
+    );
+    env.write(
+        "model_registry.json",
+        r#"[{"model_name": "n", "backend": "openai_compatible", "key_name": "node", "model_id": "m"}]"#,
+    );
+    built_plugin("openai_compatible");
+    let out = env
+        .cmd()
+        .arg("--plugin-dir")
+        .arg(plugin_build_dir())
+        .args(["run", "-g", "hellogame", "-m", "n", "-e", "greet_en"])
+        .args(["--retries", "2", "--retry-delay-ms", "1"])
+        .output()
+        .expect("clemhost runs");
+    let err = stderr(&out);
+    assert!(err.contains("trying again"), "a retry was logged: {err}");
+    assert!(
+        !err.lines().any(|l| l.contains("2026-12-03T00:00:00Z")
+            && !l.contains("down\\u{a}2026-12-03T00:00:00Z  INFO all good\\u{d}\\u{a}more")),
+        "a forged line: {err}"
+    );
+    assert!(
+        err.contains("down\\u{a}2026-12-03T00:00:00Z  INFO all good\\u{d}\\u{a}more"),
+        "{err}"
+    );
+}
+
 /// Duplicate keys in an instances file or a key file are warned about,
 /// naming the file and both lines (as the registry does), and a byte order
 /// mark in either is skipped.
