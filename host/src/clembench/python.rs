@@ -124,8 +124,99 @@ pub fn is_supported(version: &str) -> bool {
 }
 
 /// Writes the package under the cache (`$CLEMHOST_CACHE`, default
-/// `~/.cache/clemhost`) in a folder named by its content hash, once.
+/// `~/.cache/clemhost`) in a folder named by its content hash.
 fn package_root() -> Result<PathBuf> {
+    let cache = cache_dir(std::env::var_os("CLEMHOST_CACHE"), std::env::var_os("HOME"))?;
+    install_package(&cache)
+}
+
+/// The cache folder: `$CLEMHOST_CACHE`, else `$HOME/.cache/clemhost`. An
+/// empty variable counts as unset, and both must be absolute: a relative
+/// folder (or the old fallbacks, the working directory and the shared temp
+/// folder) is a place others can plant a package that Python then runs.
+fn cache_dir(
+    clemhost_cache: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
+    if let Some(c) = clemhost_cache.filter(|c| !c.is_empty()) {
+        let c = PathBuf::from(c);
+        if !c.is_absolute() {
+            return Err(Error::msg(format!(
+                "CLEMHOST_CACHE={} is a relative folder: clemhost keeps Python code there, so it must not depend on the working directory; set it to an absolute path",
+                c.display()
+            )));
+        }
+        return Ok(c);
+    }
+    match home.filter(|h| !h.is_empty()).map(PathBuf::from) {
+        Some(h) if h.is_absolute() => Ok(h.join(".cache/clemhost")),
+        _ => Err(Error::msg(
+            "neither HOME nor CLEMHOST_CACHE is set to an absolute folder, so there is no private place for clemhost's Python package; set CLEMHOST_CACHE=/path/to/a/folder of yours",
+        )),
+    }
+}
+
+/// Why an existing package folder cannot be used as it is (`None`: it can):
+/// it and its files must be this build's files, owned by the current user
+/// and writable by nobody else.
+fn package_problem(root: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    let dir = root.join("clemhost_games");
+    let check = |p: &Path| -> Option<String> {
+        let m = match std::fs::symlink_metadata(p) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", p.display())),
+        };
+        if m.file_type().is_symlink() {
+            return Some(format!("{} is a symbolic link", p.display()));
+        }
+        if m.uid() != me || m.mode() & 0o022 != 0 {
+            return Some(format!(
+                "{} is not owned by you or is writable by others",
+                p.display()
+            ));
+        }
+        None
+    };
+    for p in [root, dir.as_path()] {
+        if let Some(why) = check(p) {
+            return Some(why);
+        }
+    }
+    let names: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect(),
+        Err(e) => return Some(format!("{}: {e}", dir.display())),
+    };
+    for name in &names {
+        if !PACKAGE.iter().any(|(n, _)| std::ffi::OsStr::new(n) == name) && name != "__pycache__" {
+            return Some(format!(
+                "{} is not one of its files",
+                dir.join(name).display()
+            ));
+        }
+    }
+    for (name, text) in PACKAGE {
+        let p = dir.join(name);
+        if let Some(why) = check(&p) {
+            return Some(why);
+        }
+        match std::fs::read(&p) {
+            Ok(bytes) if bytes == text.as_bytes() => {}
+            _ => return Some(format!("{} differs from this build's", p.display())),
+        }
+    }
+    None
+}
+
+/// Puts the package in `cache/python/<hash>/clemhost_games/`, reusing a
+/// folder there only when [`package_problem`] finds nothing wrong with it;
+/// any other is replaced.
+fn install_package(cache: &Path) -> Result<PathBuf> {
     let mut hash = Sha256::new();
     for (name, text) in PACKAGE {
         hash.update(name.as_bytes());
@@ -135,31 +226,58 @@ fn package_root() -> Result<PathBuf> {
     }
     let digest = hash.finalize();
     let short: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let cache = std::env::var_os("CLEMHOST_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/clemhost")))
-        .unwrap_or_else(std::env::temp_dir);
     let root = cache.join("python").join(short);
-    let dir = root.join("clemhost_games");
-    if PACKAGE.iter().all(|(name, _)| dir.join(name).is_file()) {
+    let existing = std::fs::symlink_metadata(&root).is_ok();
+    let problem = if existing {
+        package_problem(&root)
+    } else {
+        None
+    };
+    if existing && problem.is_none() {
         return Ok(root);
     }
     let err = |e: std::io::Error| {
         Error::msg(format!(
-            "cannot write clemhost's Python package under {}: {e}; set CLEMHOST_CACHE to a writable folder",
-            root.display()
+            "cannot write clemhost's Python package under {}: {e}{}; set CLEMHOST_CACHE to a folder of yours",
+            root.display(),
+            problem
+                .as_ref()
+                .map(|p| format!(" (the folder there cannot be used: {p})"))
+                .unwrap_or_default()
         ))
     };
     // Write into a private folder, then rename: a concurrent run sees all or nothing.
     let tmp = root.with_extension(format!("tmp{}", std::process::id()));
     let tmp_dir = tmp.join("clemhost_games");
+    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp_dir).map_err(err)?;
-    for (name, text) in PACKAGE {
-        std::fs::write(tmp_dir.join(name), text).map_err(err)?;
+    {
+        // Modes set here, not left to the umask: a group-writable umask would
+        // make every later run find the folder open and write it again.
+        use std::os::unix::fs::PermissionsExt;
+        let mode =
+            |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        for (name, text) in PACKAGE {
+            let p = tmp_dir.join(name);
+            std::fs::write(&p, text).map_err(err)?;
+            mode(&p, 0o644).map_err(err)?;
+        }
+        mode(&tmp_dir, 0o755).map_err(err)?;
+        mode(&tmp, 0o755).map_err(err)?;
+    }
+    if existing {
+        // Move the unusable folder aside (a link is renamed, not followed).
+        let old = root.with_extension(format!("old{}", std::process::id()));
+        std::fs::rename(&root, &old).map_err(err)?;
+        if std::fs::symlink_metadata(&old).is_ok_and(|m| m.is_dir()) {
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            let _ = std::fs::remove_file(&old);
+        }
     }
     match std::fs::rename(&tmp, &root) {
         Ok(()) => Ok(root),
-        Err(_) if dir.join("worker.py").is_file() => {
+        Err(_) if package_problem(&root).is_none() => {
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(root)
         }
@@ -179,5 +297,61 @@ mod tests {
         assert!(!is_supported("3.8.0"));
         assert!(!is_supported("4.0"));
         assert!(!is_supported("garbage"));
+    }
+
+    #[test]
+    fn the_cache_is_absolute_and_never_shared_or_relative() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(
+            cache_dir(None, os("/home/u")).unwrap(),
+            Path::new("/home/u/.cache/clemhost")
+        );
+        assert_eq!(cache_dir(os("/c"), os("/home/u")).unwrap(), Path::new("/c"));
+        assert_eq!(
+            cache_dir(os(""), os("/home/u")).unwrap(),
+            Path::new("/home/u/.cache/clemhost")
+        );
+        for (cache, home) in [
+            (None, None),
+            (None, os("")),
+            (os(""), os("")),
+            (None, os("rel")),
+        ] {
+            let e = cache_dir(cache, home).unwrap_err().to_string();
+            assert!(
+                e.contains("CLEMHOST_CACHE") && e.contains("absolute"),
+                "{e}"
+            );
+        }
+        let e = cache_dir(os(".cache"), os("/home/u"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("relative"), "{e}");
+    }
+
+    #[test]
+    fn a_planted_or_open_package_is_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let cache = tempfile::tempdir().unwrap();
+        let root = install_package(cache.path()).unwrap();
+        let dir = root.join("clemhost_games");
+        assert_eq!(package_problem(&root), None);
+        // A different __init__.py (what a planted package brings) is replaced.
+        std::fs::write(dir.join("__init__.py"), "import os; os.system('x')").unwrap();
+        assert!(package_problem(&root).is_some());
+        assert_eq!(install_package(cache.path()).unwrap(), root);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("__init__.py")).unwrap(),
+            PACKAGE[0].1
+        );
+        // An extra module, or a folder others may write, is not reused either.
+        std::fs::write(dir.join("csv.py"), "x").unwrap();
+        assert!(package_problem(&root).is_some());
+        install_package(cache.path()).unwrap();
+        assert!(!dir.join("csv.py").exists());
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(package_problem(&root).is_some());
+        install_package(cache.path()).unwrap();
+        assert_eq!(package_problem(&root), None);
     }
 }

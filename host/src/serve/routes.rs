@@ -241,7 +241,9 @@ async fn answer(
         .started
         .checked_add(state.call.timeout)
         .map(tokio::time::Instant::from_std)
-        .unwrap_or_else(|| tokio::time::Instant::now() + std::time::Duration::from_secs(7 * 24 * 3600));
+        .unwrap_or_else(|| {
+            tokio::time::Instant::now() + std::time::Duration::from_secs(7 * 24 * 3600)
+        });
     let answered = model
         .answer(
             request.messages,
