@@ -69,20 +69,44 @@ pub struct DuplicateKey {
     pub again: Position,
 }
 
-/// Warns once for every duplicate key of `text` (JSON that parsed), naming
+/// The most duplicate keys of one file warned about one by one; the rest
+/// are counted in one line (a file of 50,000 duplicates printed 50,000).
+pub const MAX_DUPLICATE_KEY_WARNINGS: usize = 10;
+
+/// Warns for the duplicate keys of `text` (JSON that parsed), naming
 /// `label` (the file) and the lines of both. Registries, instances files and
 /// key files share it: serde_json, like Python's `json`, keeps the later
 /// value without a word.
 pub fn warn_duplicate_keys(label: &str, text: &str) {
-    for d in duplicate_keys(text) {
-        tracing::warn!(
-            "{label}:{}: the key \"{}\" appears again (first at line {}, column {}); the later value is used, as in clemcore; remove one of them",
-            d.again,
-            crate::error::escape_for_terminal(&d.key),
-            d.first.line,
-            d.first.column
-        );
+    for line in duplicate_key_warnings(label, text) {
+        tracing::warn!("{line}");
     }
+}
+
+/// The lines [`warn_duplicate_keys`] writes: one per duplicate key, at most
+/// [`MAX_DUPLICATE_KEY_WARNINGS`], then one counting the others.
+pub fn duplicate_key_warnings(label: &str, text: &str) -> Vec<String> {
+    let all = duplicate_keys(text);
+    let mut lines: Vec<String> = all
+        .iter()
+        .take(MAX_DUPLICATE_KEY_WARNINGS)
+        .map(|d| {
+            format!(
+                "{label}:{}: the key \"{}\" appears again (first at line {}, column {}); the later value is used, as in clemcore; remove one of them",
+                d.again,
+                crate::error::escape_for_terminal(&d.key),
+                d.first.line,
+                d.first.column
+            )
+        })
+        .collect();
+    if all.len() > MAX_DUPLICATE_KEY_WARNINGS {
+        lines.push(format!(
+            "{label}: ... and {} more duplicate keys (not listed)",
+            all.len() - MAX_DUPLICATE_KEY_WARNINGS
+        ));
+    }
+    lines
 }
 
 /// Every duplicate key of every object in `text`, in text order. Assumes
@@ -210,6 +234,22 @@ pub fn element_position(text: &str, index: usize) -> Option<Position> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duplicate_key_warnings_are_capped() {
+        let text = format!("{{{}\"k\": 0}}", "\"k\": 0, ".repeat(50_000));
+        let lines = duplicate_key_warnings("r.json", &text);
+        assert_eq!(lines.len(), MAX_DUPLICATE_KEY_WARNINGS + 1);
+        assert!(lines[0].starts_with("r.json:1:"), "{}", lines[0]);
+        assert_eq!(
+            lines[MAX_DUPLICATE_KEY_WARNINGS],
+            "r.json: ... and 49990 more duplicate keys (not listed)"
+        );
+        assert_eq!(
+            duplicate_key_warnings("r.json", r#"{"a": 1, "a": 2}"#).len(),
+            1
+        );
+    }
 
     #[test]
     fn finds_array_elements() {
