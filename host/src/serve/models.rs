@@ -412,7 +412,9 @@ impl ServedModel {
                     };
                     let retry = e.kind.is_retryable()
                         && attempt < options.retry.tries
-                        && Instant::now() + delay < deadline;
+                        && Instant::now()
+                            .checked_add(delay)
+                            .is_some_and(|at| at < deadline);
                     if !retry {
                         return Err(CallError::Backend(e));
                     }
