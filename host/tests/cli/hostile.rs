@@ -638,13 +638,10 @@ fn listings_escape_control_characters_from_files_of_others() {
     }
 }
 
-/// A server's error body is quoted in the WARN lines of retries and failed
-/// episodes: a `\r` (which would overwrite the line) and bidi controls
-/// (which would show text reversed) are escaped there.
-#[test]
-fn server_error_text_in_log_lines_is_escaped() {
-    let server =
-        crate::util::FakeServer::start(503, |_| "down\r\u{202e}gnissim yek\u{2066}x".to_string());
+/// Plays hellogame against a server that answers every call with 503 and
+/// `body`, with two tries: the retry and the failed episode are logged.
+fn run_against_a_failing_server(body: &'static str) -> (std::process::Output, String) {
+    let server = crate::util::FakeServer::start(503, move |_| body.to_string());
     let env = TestEnv::new();
     env.write(
         "key.json",
@@ -667,6 +664,15 @@ fn server_error_text_in_log_lines_is_escaped() {
         .output()
         .expect("clemhost runs");
     let err = stderr(&out);
+    (out, err)
+}
+
+/// A server's error body is quoted in the WARN lines of retries and failed
+/// episodes: a `\r` (which would overwrite the line) and bidi controls
+/// (which would show text reversed) are escaped there.
+#[test]
+fn server_error_text_in_log_lines_is_escaped() {
+    let (out, err) = run_against_a_failing_server("down\r\u{202e}gnissim yek\u{2066}x");
     assert_eq!(out.status.code(), Some(4), "{err}");
     assert!(err.contains("trying again"), "a retry was logged: {err}");
     assert!(
@@ -687,31 +693,8 @@ fn server_error_text_in_log_lines_is_escaped() {
 /// log line it is written `\n`.
 #[test]
 fn server_text_cannot_forge_log_lines() {
-    let server = crate::util::FakeServer::start(503, |_| {
-        "down\n2026-12-03T00:00:00Z  INFO all good\r\nmore".to_string()
-    });
-    let env = TestEnv::new();
-    env.write(
-        "key.json",
-        &format!(
-            r#"{{"node": {{"api_key": "k", "base_url": "{}/v1"}}}}"#,
-            server.base_url
-        ),
-    );
-    env.write(
-        "model_registry.json",
-        r#"[{"model_name": "n", "backend": "openai_compatible", "key_name": "node", "model_id": "m"}]"#,
-    );
-    built_plugin("openai_compatible");
-    let out = env
-        .cmd()
-        .arg("--plugin-dir")
-        .arg(plugin_build_dir())
-        .args(["run", "-g", "hellogame", "-m", "n", "-e", "greet_en"])
-        .args(["--retries", "2", "--retry-delay-ms", "1"])
-        .output()
-        .expect("clemhost runs");
-    let err = stderr(&out);
+    let (_out, err) =
+        run_against_a_failing_server("down\n2026-12-03T00:00:00Z  INFO all good\r\nmore");
     assert!(err.contains("trying again"), "a retry was logged: {err}");
     assert!(
         !err.lines().any(|l| l.contains("2026-12-03T00:00:00Z")
