@@ -67,6 +67,16 @@ pub enum RegistryError {
         /// What to write instead.
         fix: &'static str,
     },
+    /// `model_config` is there but not an object.
+    #[error("{location}: entry {index}: \"model_config\" is {found}, but it must be an object of settings, e.g. \"model_config\": {{\"premade_chat_template\": true}}, or left out")]
+    ModelConfigNotObject {
+        /// `path:line:column` of the entry.
+        location: String,
+        /// 0-based index of the entry.
+        index: usize,
+        /// What it is instead.
+        found: &'static str,
+    },
     /// An entry has the name of a built-in player, which `-m` never
     /// resolves in the registry (and whose run folder is the built-in's).
     #[error("{location}: entry {index}: \"model_name\" \"{name}\" is the name of a built-in player (mock, programmatic, human, terminal), which -m NAME always selects, so this entry could never be played and its results would share the built-in's folder; rename the entry")]

@@ -172,6 +172,16 @@ fn parse_entries(
                 }
             }
         }
+        match spec.get("model_config") {
+            None | Some(Value::Object(_)) => {}
+            Some(other) => {
+                return Err(RegistryError::ModelConfigNotObject {
+                    location: located(position),
+                    index,
+                    found: clemhost_pyfacts::json::kind_of(other),
+                })
+            }
+        }
         if let Some(Value::String(name)) = spec.get("model_name") {
             if crate::runner::setup::BUILTIN_PLAYERS.contains(&name.as_str()) {
                 return Err(RegistryError::ReservedName {

@@ -399,6 +399,26 @@ fn non_string_backend_or_model_name_is_refused_with_the_field_and_fix() {
     );
 }
 
+/// A `model_config` that is not an object (`"model_config": "s"`) was taken
+/// without a word and its settings silently lost.
+#[test]
+fn a_model_config_that_is_not_an_object_is_refused() {
+    let env = TestEnv::new();
+    env.write(
+        "mc.json",
+        "[\n  {\"model_name\": \"a\", \"backend\": \"b\", \"model_config\": \"s\"}\n]",
+    );
+    let out = env.run(&["models", "list", "--registry", "mc.json"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "mc.json:2:3: entry 0: \"model_config\" is a string, but it must be an object"
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn duplicate_keys_warn_with_both_lines_and_the_later_value_counts() {
     let env = TestEnv::new();
