@@ -38,8 +38,39 @@ fn reset_sigpipe() {
 #[cfg(not(unix))]
 fn reset_sigpipe() {}
 
+/// Chat templates are code from others: every rendering in this process and
+/// in the plugins it loads goes to a child process, this executable run as
+/// `clemhost __template-worker`, with a memory cap and a deadline (see
+/// `clemhost_local_common::template_sandbox`). Returns the exit code when
+/// this process is such a worker.
+fn template_worker() -> Option<std::process::ExitCode> {
+    use clemhost_local_common::template_sandbox::{run_worker, WORKER_ARG, WORKER_ENV};
+    if std::env::args_os().nth(1).is_some_and(|a| a == WORKER_ARG) {
+        return Some(match run_worker() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(_) => std::process::ExitCode::FAILURE,
+        });
+    }
+    // `/proc/self/exe` is this very program even when the file was replaced
+    // (a rebuild during a long run).
+    let me = std::path::Path::new("/proc/self/exe");
+    let exe = if me.exists() {
+        Some(me.to_path_buf())
+    } else {
+        std::env::current_exe().ok()
+    };
+    if let Some(exe) = exe {
+        // Set before any other thread exists (the plugins read it).
+        std::env::set_var(WORKER_ENV, exe);
+    }
+    None
+}
+
 fn main() -> std::process::ExitCode {
     reset_sigpipe();
+    if let Some(exit) = template_worker() {
+        return exit;
+    }
     let cli = Cli::parse();
     init_logging(cli.global.verbose, cli.global.quiet);
     let g = &cli.global;

@@ -715,6 +715,67 @@ fn smollm2_on_llamacpp_plays_every_episode_and_is_recorded_as_clemcore() {
     }
 }
 
+/// A registry entry's chat template is code from others: one that doubles a
+/// list beyond reason fails each call as an invalid request, recorded in
+/// the episode, while clemhost (which renders in a worker process) and the
+/// plugin go on.
+#[test]
+fn a_registry_template_that_explodes_fails_its_episodes_not_the_run() {
+    let Some(gguf) = smollm2_gguf() else { return };
+    let plugin = plugin_build_dir().join("libllamacpp_api.so");
+    if !plugin.exists() {
+        eprintln!("skipped: {} is not built", plugin.display());
+        return;
+    }
+    let env = TestEnv::new();
+    let template = "{% set s = namespace(v=[1]) %}{% for i in range(34) %}\
+                    {% set s.v = s.v + s.v %}{% endfor %}{{ messages[0].content }}";
+    let registry = serde_json::json!([
+        {"model_name": "smol-hostile", "backend": "llamacpp",
+         "huggingface_id": gguf.to_string_lossy(),
+         "model_config": {"premade_chat_template": false, "custom_chat_template": template,
+                          "threads": 2, "n_ctx": 512}}
+    ]);
+    env.write("reg.json", &registry.to_string());
+    env.write(
+        "inst.json",
+        &format!(
+            r#"{{"experiments": [{{"name": "few", "game_instances": {}}}]}}"#,
+            r#"[{"game_id": 0, "prompt": "Greet $NAME$", "target_name": "X"},
+            {"game_id": 1, "prompt": "Greet $NAME$", "target_name": "Y"}]"#
+        ),
+    );
+    let out = env.run(&[
+        "--no-default-registry",
+        "--registry",
+        "reg.json",
+        "--plugin-dir",
+        &plugin_build_dir().display().to_string(),
+        "run",
+        "-g",
+        "hellogame",
+        "-m",
+        "smol-hostile",
+        "-i",
+        "inst.json",
+        "--no-progress",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.code().is_some(), "clemhost was killed: {err}");
+    assert_eq!(summary(&out, "errors"), 2, "{err}");
+    for i in 0..2 {
+        let episode = env.path().join(format!(
+            "results/smol-hostile/hellogame/few/instance_{i:05}"
+        ));
+        let error = std::fs::read_to_string(episode.join("error.json"))
+            .unwrap_or_else(|e| panic!("instance {i}: {e}; {err}"));
+        assert!(
+            error.contains("chat template stopped") && error.contains("10 s"),
+            "instance {i}: {error}"
+        );
+    }
+}
+
 /// Three shards of hellogame, each into its own folder, merged with
 /// `cp -r`: the unsharded run's files (times aside) and its eval tables.
 #[test]

@@ -252,6 +252,62 @@ fn templates_that_build_huge_values_stop_fast_naming_the_file_and_the_limit() {
     }
 }
 
+/// Steps the fuel never sees: list `+` is lazy, so doubling a list 34 times
+/// costs 34 steps, and then the engine copies 2^34 items out in one (in a
+/// loop over a namespace, or unrolled). clemhost renders in a worker
+/// process with a memory cap and a deadline: each stops with the limits
+/// named, and the next rendering works.
+#[test]
+fn templates_whose_single_steps_explode_are_stopped_by_the_worker_limits() {
+    let env = TestEnv::new();
+    user_hi(&env);
+    let doubling = |n: u32, tail: &str| {
+        format!(
+            "{{% set s = namespace(v=[1]) %}}{{% for i in range({n}) %}}\
+             {{% set s.v = s.v + s.v %}}{{% endfor %}}{tail}"
+        )
+    };
+    // Which limit comes first depends on the machine; the message names both.
+    let unrolled = format!(
+        "{{% set v = [1] %}}{}{{{{ v | length }}}}",
+        "{% set v = v + v %}".repeat(34)
+    );
+    for src in [doubling(34, "ok"), unrolled] {
+        env.write("grow.jinja", &src);
+        let out = env.run(&[
+            "template",
+            "render",
+            "--template",
+            "grow.jinja",
+            "--messages",
+            "hi.json",
+        ]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(3), "{src}: {err}");
+        assert!(
+            err.contains("grow.jinja") && err.contains("chat template stopped"),
+            "{src}: {err}"
+        );
+        assert!(
+            err.contains("10 s") && err.contains("1 GiB"),
+            "{src}: {err}"
+        );
+    }
+    // Up to the depth the engine keeps lazy, and with a length query only,
+    // the same template is fine.
+    env.write("grow.jinja", &doubling(30, "{{ s.v | length }}"));
+    let out = env.run(&[
+        "template",
+        "render",
+        "--template",
+        "grow.jinja",
+        "--messages",
+        "hi.json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1073741824");
+}
+
 #[test]
 fn an_engine_error_exits_3_and_names_the_template() {
     let env = TestEnv::new();

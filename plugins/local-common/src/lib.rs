@@ -9,6 +9,8 @@
 //!   `apply_chat_template(..., tokenize=False)` does;
 //!   [`TemplateError::Raised`](template::TemplateError::Raised) carries the
 //!   template's own `raise_exception` message.
+//! - [`template_sandbox`]: inside clemhost, templates render in a worker
+//!   process with a memory cap and a deadline.
 //! - [`template_choice`]: which template an entry is rendered with
 //!   (custom or the model's own), by clemcore's rules for each backend.
 //! - [`hf_files`]: a model directory's `tokenizer_config.json` (chat
@@ -65,3 +67,4 @@ mod pyjson;
 pub mod pystr;
 pub mod template;
 pub mod template_choice;
+pub mod template_sandbox;

@@ -96,7 +96,7 @@ impl std::io::Write for CappedOutput {
 }
 
 /// Why a template could not be compiled or rendered.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TemplateError {
     /// The template called `raise_exception(message)`: it refuses the
     /// conversation (jinja2's `TemplateError` in transformers). The message is
@@ -197,8 +197,12 @@ pub fn messages_to_values(messages: &[Message]) -> Vec<Value> {
 /// A compiled chat template, ready to render any number of conversations.
 ///
 /// Rendering takes `&self`; one `ChatTemplate` may be shared across threads.
+/// Inside clemhost it renders in a worker process with a memory cap and a
+/// deadline (see [`crate::template_sandbox`]).
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// The source as given, for the worker process to compile.
+    source: String,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -306,27 +310,32 @@ impl ChatTemplate {
         env.add_test("iterable", is_iterable);
         env.add_template_owned(TEMPLATE_NAME, strip_generation_tags(source))
             .map_err(|e| TemplateError::Syntax(describe(&e)))?;
-        Ok(ChatTemplate { env })
+        Ok(ChatTemplate {
+            env,
+            source: source.to_owned(),
+        })
     }
 
     /// Renders one conversation.
     ///
     /// Errors: [`TemplateError::Raised`] when the template calls
     /// `raise_exception`, [`TemplateError::Render`] when the engine fails,
-    /// [`TemplateError::Input`] for an empty conversation.
+    /// [`TemplateError::Input`] for an empty conversation,
+    /// [`TemplateError::Limit`] past the fuel, the output cap, or the worker
+    /// process's memory cap or deadline.
     pub fn render(&self, input: &RenderInput) -> Result<String, TemplateError> {
-        if input.messages.is_empty() {
-            return Err(TemplateError::Input(
-                "the conversation is empty: a chat template needs at least one message".into(),
-            ));
+        check_input(input)?;
+        #[cfg(unix)]
+        if let Some(exe) = crate::template_sandbox::worker_executable() {
+            return crate::template_sandbox::render(&exe, &self.source, input);
         }
-        if input.continue_final_message && input.add_generation_prompt {
-            return Err(TemplateError::Input(
-                "continue_final_message and add_generation_prompt cannot both be set: \
-                 the first continues the last message, the second opens a new one"
-                    .into(),
-            ));
-        }
+        self.render_here(input)
+    }
+
+    /// Renders in the calling process, limited by the fuel and the output
+    /// cap only (what the worker process itself runs).
+    pub(crate) fn render_here(&self, input: &RenderInput) -> Result<String, TemplateError> {
+        check_input(input)?;
         let messages: Vec<Value> = input.messages.iter().map(normalize_message).collect();
 
         let mut ctx = Map::new();
@@ -383,6 +392,23 @@ impl ChatTemplate {
             Ok(rendered)
         }
     }
+}
+
+/// The input errors every rendering reports before it starts.
+fn check_input(input: &RenderInput) -> Result<(), TemplateError> {
+    if input.messages.is_empty() {
+        return Err(TemplateError::Input(
+            "the conversation is empty: a chat template needs at least one message".into(),
+        ));
+    }
+    if input.continue_final_message && input.add_generation_prompt {
+        return Err(TemplateError::Input(
+            "continue_final_message and add_generation_prompt cannot both be set: \
+             the first continues the last message, the second opens a new one"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Drops `null`-valued keys and aliases the reasoning fields, as
